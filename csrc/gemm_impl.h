@@ -1,0 +1,173 @@
+/* The GEMM driver, written once and included by gemm.c for float and double.
+ * Expects: T (element type), FN (public name), KERNEL_T (cg_kernel_s/_d),
+ * CURRENT_KERNEL() (the kernel table for the selected instruction set).
+ *
+ * BLIS structure, loops from outside in:
+ *   jc over N in steps of nc     B panel  (kc x nc)   packed once, shared, in L3
+ *   pc over K in steps of kc     (fixed order: this is the sum over k)
+ *   ic over M in steps of mc     A block  (mc x kc)   packed per thread, in L2
+ *   jr over the block in NR      B sliver (kc x NR)   stays in L1 across ir
+ *   ir over the block in MR      micro-kernel: MR x NR outputs in registers
+ * Threads share B-packing and split the (ic, jr-range) work items. Block and
+ * tile boundaries are multiples of MR and NR from the origin, so every output
+ * element is computed by the same instructions whatever the thread count.
+ *
+ * Packed layouts (zero-padded at the edges):
+ *   A sliver rows i0..i0+MR:  ap[p*MR + r] = op(A)[i0+r, p0+p]
+ *   B sliver cols j0..j0+NR:  bp[p*NR + j] = op(B)[p0+p, j0+j]
+ */
+
+static void PASTE(pack_a_, T)(int ta, const T *a, cg_int lda, cg_int i0, cg_int mb,
+                              cg_int p0, cg_int kb, int mr, T *ap)
+{
+    for (cg_int is = 0; is < mb; is += mr) {
+        cg_int rows = mb - is < mr ? mb - is : mr;
+        T *dst = ap + is * kb;
+        if (!ta) {
+            for (cg_int r = 0; r < rows; ++r) {
+                const T *src = a + (i0 + is + r) * lda + p0;
+                for (cg_int p = 0; p < kb; ++p) dst[p * mr + r] = src[p];
+            }
+        } else {
+            for (cg_int p = 0; p < kb; ++p) {
+                const T *src = a + (p0 + p) * lda + i0 + is;
+                for (cg_int r = 0; r < rows; ++r) dst[p * mr + r] = src[r];
+            }
+        }
+        for (cg_int r = rows; r < mr; ++r)
+            for (cg_int p = 0; p < kb; ++p) dst[p * mr + r] = 0;
+    }
+}
+
+/* one B sliver: columns j0..j0+cols (cols <= nr) */
+static void PASTE(pack_b_, T)(int tb, const T *b, cg_int ldb, cg_int j0, cg_int cols,
+                              cg_int p0, cg_int kb, int nr, T *dst)
+{
+    if (!tb) {
+        for (cg_int p = 0; p < kb; ++p) {
+            const T *src = b + (p0 + p) * ldb + j0;
+            T *d = dst + p * nr;
+            cg_int j = 0;
+            for (; j < cols; ++j) d[j] = src[j];
+            for (; j < nr; ++j) d[j] = 0;
+        }
+    } else {
+        for (cg_int j = 0; j < cols; ++j) {
+            const T *src = b + (j0 + j) * ldb + p0;
+            for (cg_int p = 0; p < kb; ++p) dst[p * nr + j] = src[p];
+        }
+        for (cg_int j = cols; j < nr; ++j)
+            for (cg_int p = 0; p < kb; ++p) dst[p * nr + j] = 0;
+    }
+}
+
+/* C := beta * C (beta == 0: set to zero, never reading C) */
+static void PASTE(scale_c_, T)(cg_int m, cg_int n, T beta, T *c, cg_int ldc)
+{
+    for (cg_int i = 0; i < m; ++i) {
+        T *ci = c + i * ldc;
+        if (beta == 0) for (cg_int j = 0; j < n; ++j) ci[j] = 0;
+        else for (cg_int j = 0; j < n; ++j) ci[j] *= beta;
+    }
+}
+
+static cg_int PASTE(ceil_div_, T)(cg_int a, cg_int b) { return (a + b - 1) / b; }
+
+int FN(int ta, int tb, cg_int m, cg_int n, cg_int k, T alpha, const T *a, cg_int lda,
+       const T *b, cg_int ldb, T beta, T *c, cg_int ldc, int nthreads)
+{
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0 || alpha == 0) { PASTE(scale_c_, T)(m, n, beta, c, ldc); return 0; }
+
+    const KERNEL_T *kern = CURRENT_KERNEL();
+    const int mr = kern->mr, nr = kern->nr;
+    /* Blocks are chosen from the shape only (never from the thread count), except
+     * the split of M into blocks, which moves only whole MR tiles between threads. */
+    const cg_int kc = k <= kern->kc ? k : PASTE(ceil_div_, T)(k, PASTE(ceil_div_, T)(k, kern->kc));
+    const cg_int nc = n < kern->nc ? n : kern->nc;
+    const cg_int nslivers_max = PASTE(ceil_div_, T)(nc, nr);
+
+    /* Threads: one per ~2 MFLOP of work at least (start-up costs microseconds). */
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    int nt = nthreads < 1 ? 1 : nthreads;
+    if (flops < 2e6 * nt) nt = (int)(flops / 2e6) < 1 ? 1 : (int)(flops / 2e6);
+
+    /* M blocks: at most kern->mc rows, at least as many blocks as threads when M allows. */
+    cg_int nmtiles = PASTE(ceil_div_, T)(m, mr);
+    cg_int nib = PASTE(ceil_div_, T)(m, kern->mc);
+    if (nib < nt) nib = nt < nmtiles ? nt : nmtiles;
+    else nib = PASTE(ceil_div_, T)(nib, nt) * nt;
+    cg_int mc = PASTE(ceil_div_, T)(nmtiles, nib) * mr;
+    nib = PASTE(ceil_div_, T)(m, mc);
+    /* When M has too few tiles for the threads, split each block's slivers too. */
+    cg_int jsplit = nib >= nt ? 1 : PASTE(ceil_div_, T)(nt, nib);
+    if (jsplit > nslivers_max) jsplit = nslivers_max;
+
+    size_t bp_elems = (size_t)kc * (size_t)(nslivers_max * nr);
+    size_t ap_elems = (size_t)kc * (size_t)mc;
+    T *bp = (T *)cg_aligned_alloc(bp_elems * sizeof(T));
+    T *ap_all = (T *)cg_aligned_alloc(ap_elems * sizeof(T) * (size_t)nt);
+    if (!bp || !ap_all) { cg_aligned_free(bp); cg_aligned_free(ap_all); return -1; }
+
+#pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        T *ap = ap_all + ap_elems * (size_t)tid;
+        T tile[CG_MAX_TILE] __attribute__((aligned(64)));
+
+        for (cg_int jc = 0; jc < n; jc += nc) {
+            cg_int nb = n - jc < nc ? n - jc : nc;
+            cg_int nsl = PASTE(ceil_div_, T)(nb, nr);
+            for (cg_int pc = 0; pc < k; pc += kc) {
+                cg_int kb = k - pc < kc ? k - pc : kc;
+                T beta_eff = pc == 0 ? beta : (T)1;
+
+#pragma omp for schedule(static)
+                for (cg_int s = 0; s < nsl; ++s) {
+                    cg_int cols = nb - s * nr < nr ? nb - s * nr : nr;
+                    PASTE(pack_b_, T)(tb, b, ldb, jc + s * nr, cols, pc, kb, nr, bp + s * nr * kb);
+                }
+
+                cg_int packed_ib = -1;
+                cg_int nitems = nib * jsplit;
+#pragma omp for schedule(static)
+                for (cg_int item = 0; item < nitems; ++item) {
+                    cg_int ib = item / jsplit, js = item % jsplit;
+                    cg_int i0 = ib * mc;
+                    cg_int mb = m - i0 < mc ? m - i0 : mc;
+                    if (packed_ib != ib) {
+                        PASTE(pack_a_, T)(ta, a, lda, i0, mb, pc, kb, mr, ap);
+                        packed_ib = ib;
+                    }
+                    cg_int s_lo = nsl * js / jsplit, s_hi = nsl * (js + 1) / jsplit;
+                    for (cg_int s = s_lo; s < s_hi; ++s) {
+                        cg_int j0 = s * nr;
+                        cg_int cols = nb - j0 < nr ? nb - j0 : nr;
+                        const T *bs = bp + s * nr * kb;
+                        for (cg_int is = 0; is < mb; is += mr) {
+                            cg_int rows = mb - is < mr ? mb - is : mr;
+                            T *cij = c + (i0 + is) * ldc + jc + j0;
+                            if (rows == mr && cols == nr) {
+                                kern->ukr(kb, ap + is * kb, bs, cij, ldc, alpha, beta_eff);
+                            } else {
+                                kern->ukr(kb, ap + is * kb, bs, tile, nr, alpha, (T)0);
+                                for (cg_int r = 0; r < rows; ++r)
+                                    for (cg_int j = 0; j < cols; ++j) {
+                                        T y = tile[r * nr + j];
+                                        if (beta_eff != 0) y += beta_eff * cij[r * ldc + j];
+                                        cij[r * ldc + j] = y;
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cg_aligned_free(bp);
+    cg_aligned_free(ap_all);
+    return 0;
+}

@@ -1,0 +1,5 @@
+import sys
+
+from cygrad.cli import main
+
+sys.exit(main())
