@@ -45,6 +45,71 @@ cdef enum:
 cdef double SERIAL_MACS = 1 << 18
 
 
+# Weight gradient for a shallow patch (K + 1 <= SMALL_K rows, e.g. a first layer
+# with one input channel): the GEMM would mostly pack, so take the dot products
+# directly. Each dot keeps CG_LANES partial sums (lane j adds elements j, j+LANES,
+# ...) and adds them in a fixed order at the end: vectorisable without reassociation,
+# and the same order whatever the thread count.
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #define CG_LANES 16
+    #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+    #define CG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define CG_CLONES
+    #endif
+    #define CG_DEFINE_DOTS(T, S)                                                       \
+    /* part[o, r] (+)= sum_l g[o, l] * cols[r, l]; g (cout, L), cols (kr, L), part   */ \
+    /* (cout, kr), all row-major; accumulate: add to part instead of overwriting it. */ \
+    CG_CLONES static void cg_dots_##S(const T *g, const T *cols, T *part,             \
+                                      ptrdiff_t cout, ptrdiff_t kr, ptrdiff_t L,       \
+                                      int accumulate) {                                \
+        ptrdiff_t full = L - L % CG_LANES;                                             \
+        for (ptrdiff_t o = 0; o < cout; o++) {                                         \
+            const T *go = g + o * L;                                                   \
+            for (ptrdiff_t r = 0; r < kr; r += 4) {    /* 4 rows: 4 independent chains */\
+                const T *c4[4];                                                        \
+                for (int q = 0; q < 4; q++)     /* past the end: repeat row r, unused */\
+                    c4[q] = cols + (r + q < kr ? r + q : r) * L;                       \
+                T acc[4][CG_LANES] = {{0}};                                            \
+                T a0[CG_LANES] = {0}, a1[CG_LANES] = {0}, a2[CG_LANES] = {0},           \
+                  a3[CG_LANES] = {0};                                                  \
+                const T *c0 = c4[0], *c1 = c4[1], *c2 = c4[2], *c3 = c4[3];            \
+                for (ptrdiff_t l = 0; l < full; l += CG_LANES)                         \
+                    for (int j = 0; j < CG_LANES; j++) {                               \
+                        T gv = go[l + j];                                              \
+                        a0[j] += gv * c0[l + j]; a1[j] += gv * c1[l + j];              \
+                        a2[j] += gv * c2[l + j]; a3[j] += gv * c3[l + j];              \
+                    }                                                                  \
+                for (int j = 0; j < CG_LANES; j++) {                                   \
+                    acc[0][j] = a0[j]; acc[1][j] = a1[j];                              \
+                    acc[2][j] = a2[j]; acc[3][j] = a3[j];                              \
+                }                                                                      \
+                for (int q = 0; q < 4 && r + q < kr; q++) {                            \
+                    for (ptrdiff_t l = full; l < L; l++)                               \
+                        acc[q][l - full] += go[l] * c4[q][l];                          \
+                    for (int w = CG_LANES / 2; w > 0; w /= 2)   /* fixed tree */       \
+                        for (int j = 0; j < w; j++)                                    \
+                            acc[q][j] += acc[q][j + w];                                \
+                    T *dst = part + o * kr + r + q;                                    \
+                    *dst = accumulate ? *dst + acc[q][0] : acc[q][0];                  \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }
+    CG_DEFINE_DOTS(float, f)
+    CG_DEFINE_DOTS(double, d)
+    """
+    void cg_dots_f(const float *g, const float *cols, float *part, Py_ssize_t cout,
+                   Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
+    void cg_dots_d(const double *g, const double *cols, double *part, Py_ssize_t cout,
+                   Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
+
+cdef enum:
+    SMALL_K = 32
+
+
 cdef struct Geom:
     Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
 
@@ -171,8 +236,13 @@ cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const
     for i in range(first, last):
         gi = gout + i * cout * L
         im2col_image(x + i * chw, cb, g)
-        if gemm(False, True, cout, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
-                part, K + 1, gnt):
+        if K + 1 <= SMALL_K:
+            if real is float:
+                cg_dots_f(gi, cb, part, cout, K + 1, L, i != first)
+            else:
+                cg_dots_d(gi, cb, part, cout, K + 1, L, i != first)
+        elif gemm(False, True, cout, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
+                  part, K + 1, gnt):
             return -1
         if gx != NULL:
             if gemm(True, False, K, L, cout, w, K, gi, L, 0, db, L, gnt):
