@@ -48,8 +48,9 @@ def check_against_spec(got, a, b, ta, tb, alpha=1.0, beta=0.0, c=None):
 @given(m=size, n=size, k=size, ta=st.booleans(), tb=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]),
        alpha=st.sampled_from([1.0, -0.5, 2.0, 0.0]), beta=st.sampled_from([0.0, 1.0, -0.75]),
-       with_out=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_matches_reference(m, n, k, ta, tb, dtype, alpha, beta, with_out, seed):
+       with_out=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       path=st.sampled_from(["auto", "large"]))
+def test_matches_reference(m, n, k, ta, tb, dtype, alpha, beta, with_out, seed, path):
     rng = np.random.default_rng(seed)
     a, b = operands(rng, m, n, k, ta, tb, dtype)
     if beta != 0:
@@ -135,6 +136,26 @@ def test_thread_count_gives_bitwise_identical_results(dtype, shape):
         with cg.threads(nt):
             rn = matmul(a, b, trans_a=ta, trans_b=tb)
         assert np.array_equal(r1, rn), f"{nt} threads differ from 1"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_and_large_paths_agree_bitwise(dtype):
+    """Packing or not changes where operands are read from, never the arithmetic."""
+    rng = np.random.default_rng(5)
+    for m, n, k, ta, tb in [(77, 45, 600, False, True), (300, 130, 77, True, False),
+                            (129, 257, 300, True, True), (64, 10, 64, False, True)]:
+        a, b = operands(rng, m, n, k, ta, tb, dtype)
+        c = rng.standard_normal((m, n)).astype(dtype)
+        res = []
+        for path in ("small", "large"):
+            kgemm._force_path(path)
+            try:
+                for nt in (1, 2, 3):
+                    with cg.threads(nt):
+                        res.append(matmul(a, b, trans_a=ta, trans_b=tb, alpha=0.5, beta=2.0, out=c.copy()))
+            finally:
+                kgemm._force_path("auto")
+        assert all(np.array_equal(res[0], r) for r in res[1:])
 
 
 def test_concurrent_python_threads():
