@@ -60,12 +60,13 @@ static void PASTE(pack_b_, T)(const KERNEL_T *kern, int tb, const T *b, cg_int l
             for (; j < nr; ++j) d[j] = 0;
         }
     } else {
-        for (cg_int j = 0; j < cols; ++j) {
-            const T *src = b + (j0 + j) * ldb + p0;
-            for (cg_int p = 0; p < kb; ++p) dst[p * nr + j] = src[p];
+        const T *src = b + j0 * ldb + p0;
+        for (cg_int p = 0; p < kb; ++p) {
+            T *d = dst + p * nr;
+            cg_int j = 0;
+            for (; j < cols; ++j) d[j] = src[j * ldb + p];
+            for (; j < nr; ++j) d[j] = 0;
         }
-        for (cg_int j = cols; j < nr; ++j)
-            for (cg_int p = 0; p < kb; ++p) dst[p * nr + j] = 0;
     }
 }
 
@@ -183,6 +184,67 @@ static int PASTE(gemm_large_, T)(const KERNEL_T *kern, int ta, int tb, cg_int m,
     return 0;
 }
 
+/* The small path's work of thread tid (of a gm x gn grid): a rectangle of C. */
+typedef struct {
+    const KERNEL_T *kern;
+    int ta, tb, gm, gn;
+    cg_int m, n, k, kc, lda, ldb, ldc, b_elems, per;
+    T alpha, beta;
+    const T *a, *b;
+    T *c, *scratch;
+} PASTE(small_args_, T);
+
+static void PASTE(small_part_, T)(const PASTE(small_args_, T) *g, int tid)
+{
+    const KERNEL_T *kern = g->kern;
+    const int mr = kern->mr, nr = kern->nr, ta = g->ta, tb = g->tb;
+    const cg_int m = g->m, n = g->n, k = g->k, kc = g->kc, lda = g->lda, ldb = g->ldb, ldc = g->ldc;
+    const T *a = g->a, *b = g->b;
+    T *c = g->c;
+    const cg_int nmt = PASTE(ceil_div_, T)(m, mr), nsl = PASTE(ceil_div_, T)(n, nr);
+    const cg_int a_rs = ta ? 1 : lda, a_cs = ta ? lda : 1;
+    T *bbuf = g->scratch + g->per * (size_t)tid, *abuf = bbuf + g->b_elems;
+    T tile[CG_MAX_TILE] __attribute__((aligned(64)));
+    int ti = tid / g->gn, tj = tid % g->gn;
+    cg_int t_lo = nmt * ti / g->gm, t_hi = nmt * (ti + 1) / g->gm;
+    cg_int s_lo = nsl * tj / g->gn, s_hi = nsl * (tj + 1) / g->gn;
+    cg_int last_rows = m - (nmt - 1) * mr;
+
+    for (cg_int pc = 0; pc < k; pc += kc) {
+        cg_int kb = k - pc < kc ? k - pc : kc;
+        T beta_eff = pc == 0 ? g->beta : (T)1;
+        if (t_hi == nmt && last_rows < mr && !kern->ukr_edge)  /* edge rows: pack, zero-padded */
+            PASTE(pack_a_, T)(ta, a, lda, (nmt - 1) * mr, last_rows, pc, kb, mr, abuf);
+        for (cg_int s = s_lo; s < s_hi; ++s) {
+            cg_int j0 = s * nr;
+            cg_int cols = n - j0 < nr ? n - j0 : nr;
+            const T *bs;
+            cg_int b_rs;
+            if (tb || cols < nr) {
+                T *dst = tb ? bbuf + (s - s_lo) * nr * kb : bbuf;
+                PASTE(pack_b_, T)(kern, tb, b, ldb, j0, cols, pc, kb, nr, dst);
+                bs = dst;
+                b_rs = nr;
+            } else {
+                bs = b + pc * ldb + j0;
+                b_rs = ldb;
+            }
+            for (cg_int t = t_lo; t < t_hi; ++t) {
+                cg_int i0 = t * mr;
+                cg_int rows = m - i0 < mr ? m - i0 : mr;
+                if (rows == mr || kern->ukr_edge) {
+                    const T *at = ta ? a + pc * lda + i0 : a + i0 * lda + pc;
+                    PASTE(tile_, T)(kern, kb, at, a_rs, a_cs, bs, b_rs, c + i0 * ldc + j0,
+                                    ldc, rows, cols, g->alpha, beta_eff, tile);
+                } else {
+                    PASTE(tile_, T)(kern, kb, abuf, 1, mr, bs, b_rs, c + i0 * ldc + j0,
+                                    ldc, rows, cols, g->alpha, beta_eff, tile);
+                }
+            }
+        }
+    }
+}
+
 static int PASTE(gemm_small_, T)(const KERNEL_T *kern, int ta, int tb, cg_int m, cg_int n,
                                  cg_int k, cg_int kc, T alpha, const T *a, cg_int lda,
                                  const T *b, cg_int ldb, T beta, T *c, cg_int ldc, int nt)
@@ -206,62 +268,30 @@ static int PASTE(gemm_small_, T)(const KERNEL_T *kern, int ta, int tb, cg_int m,
     nt = gm * gn;
     const cg_int sl_per = PASTE(ceil_div_, T)(nsl, gn);
     /* per thread: its B slivers (B transposed) or one edge sliver; one edge A tile */
-    size_t b_elems = (size_t)kc * (size_t)nr * (size_t)(tb ? sl_per : 1);
-    size_t a_elems = (size_t)kc * (size_t)mr;
-    size_t per = b_elems + a_elems;
-    T *scratch = (T *)cg_aligned_alloc(per * sizeof(T) * (size_t)nt);
-    if (!scratch) return -1;
+    PASTE(small_args_, T) args = {kern, ta, tb, gm, gn, m, n, k, kc, lda, ldb, ldc, 0, 0,
+                                   alpha, beta, a, b, c, NULL};
+    args.b_elems = kc * nr * (tb ? sl_per : 1);
+    args.per = args.b_elems + kc * mr;
+    size_t bytes = (size_t)args.per * sizeof(T) * (size_t)nt;
 
-    const cg_int a_rs = ta ? 1 : lda, a_cs = ta ? lda : 1;
-
+    if (nt == 1 && bytes <= CG_STACK_SCRATCH) {
+        /* one thread, little scratch: no allocation, no parallel region */
+        unsigned char stack[CG_STACK_SCRATCH] __attribute__((aligned(64)));
+        args.scratch = (T *)stack;
+        PASTE(small_part_, T)(&args, 0);
+        return 0;
+    }
+    args.scratch = (T *)cg_aligned_alloc(bytes);
+    if (!args.scratch) return -1;
 #pragma omp parallel num_threads(nt) if(nt > 1)
     {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        T *bbuf = scratch + per * (size_t)tid, *abuf = bbuf + b_elems;
-        T tile[CG_MAX_TILE] __attribute__((aligned(64)));
-        int ti = tid / gn, tj = tid % gn;
-        cg_int t_lo = nmt * ti / gm, t_hi = nmt * (ti + 1) / gm;
-        cg_int s_lo = nsl * tj / gn, s_hi = nsl * (tj + 1) / gn;
-        cg_int last_rows = m - (nmt - 1) * mr;
-
-        for (cg_int pc = 0; pc < k; pc += kc) {
-            cg_int kb = k - pc < kc ? k - pc : kc;
-            T beta_eff = pc == 0 ? beta : (T)1;
-            if (t_hi == nmt && last_rows < mr)  /* edge row tile: pack, zero-padded */
-                PASTE(pack_a_, T)(ta, a, lda, (nmt - 1) * mr, last_rows, pc, kb, mr, abuf);
-            for (cg_int s = s_lo; s < s_hi; ++s) {
-                cg_int j0 = s * nr;
-                cg_int cols = n - j0 < nr ? n - j0 : nr;
-                const T *bs;
-                cg_int b_rs;
-                if (tb || cols < nr) {
-                    T *dst = tb ? bbuf + (s - s_lo) * nr * kb : bbuf;
-                    PASTE(pack_b_, T)(kern, tb, b, ldb, j0, cols, pc, kb, nr, dst);
-                    bs = dst;
-                    b_rs = nr;
-                } else {
-                    bs = b + pc * ldb + j0;
-                    b_rs = ldb;
-                }
-                for (cg_int t = t_lo; t < t_hi; ++t) {
-                    cg_int i0 = t * mr;
-                    cg_int rows = m - i0 < mr ? m - i0 : mr;
-                    if (rows == mr) {
-                        const T *at = ta ? a + pc * lda + i0 : a + i0 * lda + pc;
-                        PASTE(tile_, T)(kern, kb, at, a_rs, a_cs, bs, b_rs, c + i0 * ldc + j0,
-                                        ldc, rows, cols, alpha, beta_eff, tile);
-                    } else {
-                        PASTE(tile_, T)(kern, kb, abuf, 1, mr, bs, b_rs, c + i0 * ldc + j0,
-                                        ldc, rows, cols, alpha, beta_eff, tile);
-                    }
-                }
-            }
-        }
+        PASTE(small_part_, T)(&args, tid);
     }
-    cg_aligned_free(scratch);
+    cg_aligned_free(args.scratch);
     return 0;
 }
 

@@ -18,7 +18,9 @@ typedef void (*cg_ukr_d)(cg_int kc, const double *a, cg_int a_rs, cg_int a_cs,
                          const double *b, cg_int b_rs, double *c, cg_int ldc,
                          double alpha, double beta);
 
-/* Edge micro-kernel (optional): the same sums, storing only rows x cols of C. */
+/* Edge micro-kernel (optional): the same sums, for only rows x cols of C; it
+ * reads only the first `rows` rows of A, so those may come straight from the
+ * caller's matrix. */
 typedef void (*cg_ukr_edge_s)(cg_int kc, const float *a, cg_int a_rs, cg_int a_cs,
                               const float *b, cg_int b_rs, float *c, cg_int ldc,
                               float alpha, float beta, int rows, int cols);

@@ -43,51 +43,67 @@ static void ukr_s_avx512(cg_int kc, const float *restrict a, cg_int a_rs, cg_int
     }
 }
 
-/* Edge tiles: masked stores instead of a bounce buffer, and only one column
- * of accumulators when cols <= 16. Each output gets the same FMAs in the same
- * order as in ukr_s_avx512. */
+/* Edge tiles: only the `rows` rows that exist are computed (A is read only
+ * there, so edge rows need no packing), masked stores replace a bounce buffer,
+ * and one column of accumulators suffices when cols <= 16. Each output gets the
+ * same FMAs in the same order as in ukr_s_avx512. */
+#define DEFINE_EDGE_S(ROWS)                                                          \
+static void edge_s_##ROWS(cg_int kc, const float *restrict a, cg_int a_rs, cg_int a_cs, \
+        const float *restrict b, cg_int b_rs, float *restrict c, cg_int ldc,          \
+        float alpha, float beta, int cols)                                          \
+{                                                                                   \
+    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);             \
+    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0; \
+    __m512 acc0[ROWS], acc1[ROWS];                                                  \
+    _Pragma("GCC unroll 8")                                                         \
+    for (int r = 0; r < ROWS; ++r) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); } \
+    if (cols <= 16) {                                                               \
+        for (cg_int p = 0; p < kc; ++p) {                                           \
+            __m512 b0 = _mm512_loadu_ps(b);                                         \
+            _Pragma("GCC unroll 8")                                                 \
+            for (int r = 0; r < ROWS; ++r)                                          \
+                acc0[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * a_rs]), b0, acc0[r]); \
+            a += a_cs;                                                              \
+            b += b_rs;                                                              \
+        }                                                                           \
+    } else {                                                                        \
+        for (cg_int p = 0; p < kc; ++p) {                                           \
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);           \
+            _Pragma("GCC unroll 8")                                                 \
+            for (int r = 0; r < ROWS; ++r) {                                        \
+                __m512 ar = _mm512_set1_ps(a[r * a_rs]);                            \
+                acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);                         \
+                acc1[r] = _mm512_fmadd_ps(ar, b1, acc1[r]);                         \
+            }                                                                       \
+            a += a_cs;                                                              \
+            b += b_rs;                                                              \
+        }                                                                           \
+    }                                                                               \
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);                   \
+    _Pragma("GCC unroll 8")                                                         \
+    for (int r = 0; r < ROWS; ++r) {                                                \
+        float *cr = c + r * ldc;                                                    \
+        __m512 y0 = _mm512_mul_ps(va, acc0[r]), y1 = _mm512_mul_ps(va, acc1[r]);    \
+        if (beta != 0.0f) {                                                         \
+            y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), y0);            \
+            y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), y1);       \
+        }                                                                           \
+        _mm512_mask_storeu_ps(cr, m0, y0);                                          \
+        _mm512_mask_storeu_ps(cr + 16, m1, y1);                                     \
+    }                                                                               \
+}
+DEFINE_EDGE_S(1) DEFINE_EDGE_S(2) DEFINE_EDGE_S(3) DEFINE_EDGE_S(4)
+DEFINE_EDGE_S(5) DEFINE_EDGE_S(6) DEFINE_EDGE_S(7) DEFINE_EDGE_S(8)
+
 static void ukr_s_avx512_edge(cg_int kc, const float *restrict a, cg_int a_rs, cg_int a_cs,
         const float *restrict b, cg_int b_rs, float *restrict c, cg_int ldc, float alpha,
         float beta, int rows, int cols)
 {
-    __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    __m512 acc[S_MR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < S_MR; ++r) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
-    if (cols <= 16) {
-        for (cg_int p = 0; p < kc; ++p) {
-            __m512 b0 = _mm512_loadu_ps(b);
-#pragma GCC unroll 8
-            for (int r = 0; r < S_MR; ++r)
-                acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * a_rs]), b0, acc[r][0]);
-            a += a_cs;
-            b += b_rs;
-        }
-    } else {
-        for (cg_int p = 0; p < kc; ++p) {
-            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-#pragma GCC unroll 8
-            for (int r = 0; r < S_MR; ++r) {
-                __m512 ar = _mm512_set1_ps(a[r * a_rs]);
-                acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
-            }
-            a += a_cs;
-            b += b_rs;
-        }
-    }
-    for (int r = 0; r < rows; ++r) {
-        float *cr = c + r * ldc;
-        __m512 y0 = _mm512_mul_ps(va, acc[r][0]), y1 = _mm512_mul_ps(va, acc[r][1]);
-        if (beta != 0.0f) {
-            y0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), y0);
-            y1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), y1);
-        }
-        _mm512_mask_storeu_ps(cr, m0, y0);
-        _mm512_mask_storeu_ps(cr + 16, m1, y1);
-    }
+    typedef void (*edge_fn)(cg_int, const float *, cg_int, cg_int, const float *, cg_int,
+                            float *, cg_int, float, float, int);
+    static const edge_fn by_rows[S_MR] = {edge_s_1, edge_s_2, edge_s_3, edge_s_4,
+                                          edge_s_5, edge_s_6, edge_s_7, edge_s_8};
+    by_rows[rows - 1](kc, a, a_rs, a_cs, b, b_rs, c, ldc, alpha, beta, cols);
 }
 
 /* 16 x 16 transpose: rows r[i] (16 floats each) -> out[j][i] = r[i][j] */
