@@ -14,19 +14,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm_cases import DL, SQUARE, flops, runners  # noqa: E402
 
 
-def median_time(fn, repeat, min_time=0.02):
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, int(min_time / one))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
+def interleaved_medians(fns, repeat, min_time=0.02):
+    """Median seconds per call of each callable, timing them in turn (A B C A B C ...)
+    so that noise from a shared machine falls on all of them alike."""
+    inner = {}
+    for name, (fn, limit) in fns.items():
+        with limit():
             fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return float(np.median(times))
+            t0 = time.perf_counter()
+            fn()
+            inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, (fn, limit) in fns.items():
+            with limit():
+                t0 = time.perf_counter()
+                for _ in range(inner[name]):
+                    fn()
+                times[name].append((time.perf_counter() - t0) / inner[name])
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def main():
@@ -46,11 +52,8 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for threads in [int(t) for t in args.threads.split(",")]:
         for case, dtype in cases:
-            run = runners(case, dtype, threads)
-            gf = {}
-            for name, (fn, limit) in run.items():
-                with limit():
-                    gf[name] = flops(case) / median_time(fn, args.repeat) / 1e9
+            med = interleaved_medians(runners(case, dtype, threads), args.repeat)
+            gf = {name: flops(case) / t / 1e9 for name, t in med.items()}
             t = gf.get("torch")
             print(f"| {case[0]} | {np.dtype(dtype).name} | {threads} | {gf['cygrad']:.1f} | {gf['numpy']:.1f} | "
                   f"{'%.1f' % t if t else '-'} | {gf['cygrad'] / gf['numpy']:.2f} | "
