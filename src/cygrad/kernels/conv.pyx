@@ -45,73 +45,28 @@ cdef enum:
 cdef double SERIAL_MACS = 1 << 18
 
 
-# Weight gradient for a shallow patch (K + 1 <= SMALL_K rows, e.g. a first layer
-# with one input channel): the GEMM would mostly pack, so take the dot products
-# directly. Each dot keeps CG_LANES partial sums (lane j adds elements j, j+LANES,
-# ...) and adds them in a fixed order at the end: vectorisable without reassociation,
-# and the same order whatever the thread count.
-cdef extern from *:
-    """
-    #include <stddef.h>
-    #define CG_LANES 16
-    #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-    #define CG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-    #else
-    #define CG_CLONES
-    #endif
-    #define CG_DEFINE_DOTS(T, S)                                                       \
-    /* part[o, r] (+)= sum_l g[o, l] * cols[r, l]; g (cout, L), cols (kr, L), part   */ \
-    /* (cout, kr), all row-major; accumulate: add to part instead of overwriting it. */ \
-    CG_CLONES static void cg_dots_##S(const T *g, const T *cols, T *part,             \
-                                      ptrdiff_t cout, ptrdiff_t kr, ptrdiff_t L,       \
-                                      int accumulate) {                                \
-        ptrdiff_t full = L - L % CG_LANES;                                             \
-        for (ptrdiff_t o = 0; o < cout; o++) {                                         \
-            const T *go = g + o * L;                                                   \
-            for (ptrdiff_t r = 0; r < kr; r += 4) {    /* 4 rows: 4 independent chains */\
-                const T *c4[4];                                                        \
-                for (int q = 0; q < 4; q++)     /* past the end: repeat row r, unused */\
-                    c4[q] = cols + (r + q < kr ? r + q : r) * L;                       \
-                T acc[4][CG_LANES] = {{0}};                                            \
-                T a0[CG_LANES] = {0}, a1[CG_LANES] = {0}, a2[CG_LANES] = {0},           \
-                  a3[CG_LANES] = {0};                                                  \
-                const T *c0 = c4[0], *c1 = c4[1], *c2 = c4[2], *c3 = c4[3];            \
-                for (ptrdiff_t l = 0; l < full; l += CG_LANES)                         \
-                    for (int j = 0; j < CG_LANES; j++) {                               \
-                        T gv = go[l + j];                                              \
-                        a0[j] += gv * c0[l + j]; a1[j] += gv * c1[l + j];              \
-                        a2[j] += gv * c2[l + j]; a3[j] += gv * c3[l + j];              \
-                    }                                                                  \
-                for (int j = 0; j < CG_LANES; j++) {                                   \
-                    acc[0][j] = a0[j]; acc[1][j] = a1[j];                              \
-                    acc[2][j] = a2[j]; acc[3][j] = a3[j];                              \
-                }                                                                      \
-                for (int q = 0; q < 4 && r + q < kr; q++) {                            \
-                    for (ptrdiff_t l = full; l < L; l++)                               \
-                        acc[q][l - full] += go[l] * c4[q][l];                          \
-                    for (int w = CG_LANES / 2; w > 0; w /= 2)   /* fixed tree */       \
-                        for (int j = 0; j < w; j++)                                    \
-                            acc[q][j] += acc[q][j + w];                                \
-                    T *dst = part + o * kr + r + q;                                    \
-                    *dst = accumulate ? *dst + acc[q][0] : acc[q][0];                  \
-                }                                                                      \
-            }                                                                          \
-        }                                                                              \
-    }
-    CG_DEFINE_DOTS(float, f)
-    CG_DEFINE_DOTS(double, d)
-    """
-    void cg_dots_f(const float *g, const float *cols, float *part, Py_ssize_t cout,
-                   Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
-    void cg_dots_d(const double *g, const double *cols, double *part, Py_ssize_t cout,
-                   Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
+# Inner loops in C (csrc/conv_kernels.h): im2col / col2im of one image (AVX-512
+# masked row segments where the CPU has them) and the direct weight gradient of
+# shallow patches.
+cdef extern from "conv_kernels.h":
+    ctypedef struct Geom "cg_geom":
+        Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
+    void cg_conv_init()
+    void cg_im2col_float(const float *x, float *cols, const Geom *g) noexcept nogil
+    void cg_im2col_double(const double *x, double *cols, const Geom *g) noexcept nogil
+    void cg_col2im_float(const float *cols, float *x, const Geom *g) noexcept nogil
+    void cg_col2im_double(const double *cols, double *x, const Geom *g) noexcept nogil
+    void cg_dots_float(const float *g, const float *cols, float *part, Py_ssize_t cout,
+                       Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
+    void cg_dots_double(const double *g, const double *cols, double *part, Py_ssize_t cout,
+                        Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
 
+cg_conv_init()
+
+# Weight gradients of patches with at most SMALL_K rows (K + 1 for the bias) are
+# direct dot products: at that depth the GEMM would mostly pack.
 cdef enum:
     SMALL_K = 32
-
-
-cdef struct Geom:
-    Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
 
 
 cdef inline int gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -123,76 +78,18 @@ cdef inline int gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         return dgemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc, nt)
 
 
-cdef inline void valid_range(Py_ssize_t off, Py_ssize_t s, Py_ssize_t size, Py_ssize_t n_out,
-                             Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
-    """Outputs o in [lo, hi) read input o*s + off inside [0, size)."""
-    cdef Py_ssize_t a = 0 if off >= 0 else (-off + s - 1) // s
-    cdef Py_ssize_t b = 0 if size - 1 - off < 0 else (size - 1 - off) // s + 1
-    if b > n_out:
-        b = n_out
-    if a > b:
-        a = b
-    lo[0] = a
-    hi[0] = b
+cdef inline void im2col_image(const real *x, real *cols, const Geom *g) noexcept nogil:
+    if real is float:
+        cg_im2col_float(x, cols, g)
+    else:
+        cg_im2col_double(x, cols, g)
 
 
-cdef void im2col_image(const real *x, real *cols, const Geom *g) noexcept nogil:
-    """cols (C*KH*KW, L) of one image x (C, H, W); see the module docstring."""
-    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off
-    cdef Py_ssize_t wo = g.wo, sw = g.sw
-    cdef real *dst
-    cdef const real *src
-    for c in range(g.c):
-        for i in range(g.kh):
-            for j in range(g.kw):
-                off = j * g.dw - g.pw
-                valid_range(off, sw, g.w, wo, &lo, &hi)
-                for oh in range(g.ho):
-                    dst = cols + (((c * g.kh + i) * g.kw + j) * g.ho + oh) * wo
-                    ih = oh * g.sh - g.ph + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        for ow in range(wo):
-                            dst[ow] = 0
-                        continue
-                    src = x + (c * g.h + ih) * g.w
-                    for ow in range(lo):
-                        dst[ow] = 0
-                    if sw == 1:
-                        for ow in range(lo, hi):
-                            dst[ow] = src[ow + off]
-                    else:
-                        for ow in range(lo, hi):
-                            dst[ow] = src[ow * sw + off]
-                    for ow in range(hi, wo):
-                        dst[ow] = 0
-
-
-cdef void col2im_image(const real *cols, real *x, const Geom *g) noexcept nogil:
-    """x (C, H, W) = the adjoint of im2col_image applied to cols: overlapping taps are
-    summed, in the fixed order rows (c, i, j), then oh, then ow."""
-    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off
-    cdef Py_ssize_t wo = g.wo, sw = g.sw
-    cdef const real *src
-    cdef real *dst
-    for i in range(g.c * g.h * g.w):
-        x[i] = 0
-    for c in range(g.c):
-        for i in range(g.kh):
-            for j in range(g.kw):
-                off = j * g.dw - g.pw
-                valid_range(off, sw, g.w, wo, &lo, &hi)
-                for oh in range(g.ho):
-                    ih = oh * g.sh - g.ph + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        continue
-                    src = cols + (((c * g.kh + i) * g.kw + j) * g.ho + oh) * wo
-                    dst = x + (c * g.h + ih) * g.w
-                    if sw == 1:
-                        for ow in range(lo, hi):
-                            dst[ow + off] += src[ow]
-                    else:
-                        for ow in range(lo, hi):
-                            dst[ow * sw + off] += src[ow]
+cdef inline void col2im_image(const real *cols, real *x, const Geom *g) noexcept nogil:
+    if real is float:
+        cg_col2im_float(cols, x, g)
+    else:
+        cg_col2im_double(cols, x, g)
 
 
 # ---------------------------------------------------------------- drivers (nogil)
@@ -238,9 +135,9 @@ cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const
         im2col_image(x + i * chw, cb, g)
         if K + 1 <= SMALL_K:
             if real is float:
-                cg_dots_f(gi, cb, part, cout, K + 1, L, i != first)
+                cg_dots_float(gi, cb, part, cout, K + 1, L, i != first)
             else:
-                cg_dots_d(gi, cb, part, cout, K + 1, L, i != first)
+                cg_dots_double(gi, cb, part, cout, K + 1, L, i != first)
         elif gemm(False, True, cout, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
                   part, K + 1, gnt):
             return -1
