@@ -29,7 +29,7 @@ from cython.parallel cimport prange, threadid
 from cygrad._runtime cimport num_threads
 from cygrad.kernels.gemm cimport sgemm, dgemm
 from cygrad.kernels._checks cimport float_array, same_dtype, check_ndim
-from cygrad.reference._checks import check_shape, conv_geometry, nchw_shape
+from cygrad.reference._checks import check_conv_weight, check_shape, conv_geometry, nchw_shape
 
 cnp.import_array()
 
@@ -206,6 +206,30 @@ cdef inline void *data(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+cdef void each_image(bint fold, const real *src, real *dst, const Geom *g, Py_ssize_t n,
+                     int nt) noexcept nogil:
+    """im2col of every image (fold False: src x, dst cols) or col2im (fold True)."""
+    cdef Py_ssize_t i, chw = g.c * g.h * g.w, csize = g.c * g.kh * g.kw * g.ho * g.wo
+    for i in prange(n, num_threads=nt, schedule='static'):
+        if fold:
+            col2im_image(src + i * csize, dst + i * chw, g)
+        else:
+            im2col_image(src + i * chw, dst + i * csize, g)
+
+
+cdef object unfold_or_fold(bint fold, int t, src, dst, const Geom *g):
+    cdef void *ps = data(src)
+    cdef void *pd = data(dst)
+    cdef Py_ssize_t n = src.shape[0]
+    cdef int nt = threads_for(<double>n * g.c * g.kh * g.kw * g.ho * g.wo)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            each_image(fold, <const float *>ps, <float *>pd, g, n, nt)
+        else:
+            each_image(fold, <const double *>ps, <double *>pd, g, n, nt)
+    return dst
+
+
 def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
     """Unfold x (N, C, H, W) into cols (N, C*KH*KW, H_out*W_out), as torch's F.unfold
     (layout in the module docstring). col2im is its adjoint."""
@@ -213,19 +237,8 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
     check_ndim(x, 4, "x")
     k, s, p, d, out = conv_geometry(x.shape[2:], kernel_size, stride, padding, dilation)
     cdef Geom g = make_geom(x.shape, k, s, p, d, out)
-    cdef Py_ssize_t n = x.shape[0], i, chw = g.c * g.h * g.w
-    cdef Py_ssize_t csize = g.c * g.kh * g.kw * g.ho * g.wo
-    cols = np.empty((n, g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
-    cdef void *px = data(x)
-    cdef void *pc = data(cols)
-    cdef int nt = threads_for(<double>n * csize)
-    with nogil:
-        for i in prange(n, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                im2col_image(<float *>px + i * chw, <float *>pc + i * csize, &g)
-            else:
-                im2col_image(<double *>px + i * chw, <double *>pc + i * csize, &g)
-    return cols
+    cols = np.empty((x.shape[0], g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
+    return unfold_or_fold(False, t, x, cols, &g)
 
 
 def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
@@ -236,20 +249,8 @@ def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
     shape = nchw_shape(x_shape, "x_shape")
     k, s, p, d, out = conv_geometry(shape[2:], kernel_size, stride, padding, dilation)
     cdef Geom g = make_geom(shape, k, s, p, d, out)
-    cdef Py_ssize_t n = shape[0], i, chw = g.c * g.h * g.w
-    cdef Py_ssize_t csize = g.c * g.kh * g.kw * g.ho * g.wo
-    check_shape(cols, (n, g.c * g.kh * g.kw, g.ho * g.wo), "cols")
-    x = np.empty(shape, cols.dtype)
-    cdef void *px = data(x)
-    cdef void *pc = data(cols)
-    cdef int nt = threads_for(<double>n * csize)
-    with nogil:
-        for i in prange(n, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                col2im_image(<float *>pc + i * csize, <float *>px + i * chw, &g)
-            else:
-                col2im_image(<double *>pc + i * csize, <double *>px + i * chw, &g)
-    return x
+    check_shape(cols, (shape[0], g.c * g.kh * g.kw, g.ho * g.wo), "cols")
+    return unfold_or_fold(True, t, cols, np.empty(shape, cols.dtype), &g)
 
 
 cdef tuple check_conv(x, weight, stride, padding, dilation):
@@ -258,11 +259,7 @@ cdef tuple check_conv(x, weight, stride, padding, dilation):
     same_dtype(float_array(weight, "weight"), t, weight, "weight", "x")
     check_ndim(x, 4, "x")
     check_ndim(weight, 4, "weight")
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
-                         f"but x has {x.shape[1]} (shape {x.shape})")
-    if min(weight.shape) < 1:
-        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+    check_conv_weight(x, weight)
     return t, conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
 
 

@@ -174,6 +174,46 @@ cdef void avg_plane_backward(const real *g, real *gx, const Pool *p) noexcept no
                     gx[ih * p.w + iw] += share
 
 
+# ---------------------------------------------------------------- plane driver
+
+cdef enum PlaneOp:
+    MAX_FWD, MAX_2X2_FWD, MAX_BWD, AVG_FWD, AVG_BWD
+
+
+cdef void each_plane(PlaneOp op, const real *src, real *dst, index_t *idx, const Pool *q,
+                     Py_ssize_t planes, int nt) noexcept nogil:
+    """Run op on every (n, c) plane, one thread per plane. Forward ops read planes of
+    H*W from src and write H_out*W_out to dst (and idx); backward ops the reverse."""
+    cdef Py_ssize_t i, hw = q.h * q.w, nout = q.ho * q.wo
+    for i in prange(planes, num_threads=nt, schedule='static'):
+        if op == MAX_2X2_FWD:
+            max_plane_2x2(src + i * hw, dst + i * nout, idx + i * nout, q)
+        elif op == MAX_FWD:
+            max_plane(src + i * hw, dst + i * nout, idx + i * nout, q)
+        elif op == MAX_BWD:
+            max_plane_backward(src + i * nout, idx + i * nout, dst + i * hw, hw, nout)
+        elif op == AVG_FWD:
+            avg_plane(src + i * hw, dst + i * nout, q)
+        else:
+            avg_plane_backward(src + i * nout, dst + i * hw, q)
+
+
+cdef object run(PlaneOp op, int t, src, dst, idx, const Pool *q, Py_ssize_t planes):
+    """each_plane on arrays of dtype number t (idx: int64 array or None); returns dst."""
+    cdef void *ps = data(src)
+    cdef void *pd = data(dst)
+    cdef index_t *pi = NULL
+    if idx is not None:
+        pi = <index_t *>data(idx)
+    cdef int nt = threads_for(planes * q.h * q.w)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            each_plane(op, <const float *>ps, <float *>pd, pi, q, planes, nt)
+        else:
+            each_plane(op, <const double *>ps, <double *>pd, pi, q, planes, nt)
+    return dst
+
+
 # ---------------------------------------------------------------- Python API
 
 cdef Pool make_pool(Py_ssize_t h, Py_ssize_t w, k, s, p, out):
@@ -207,27 +247,10 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
     cdef int t
     cdef Pool q
     t, q = parse_x(x, kernel_size, stride, padding)
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], i
-    cdef Py_ssize_t hw = q.h * q.w, nout = q.ho * q.wo
     y = np.empty((x.shape[0], x.shape[1], q.ho, q.wo), x.dtype)
     idx = np.empty(y.shape, np.int64)
-    cdef void *px = data(x)
-    cdef void *py = data(y)
-    cdef index_t *pi = <index_t *>data(idx)
-    cdef bint two = q.kh == 2 and q.kw == 2 and q.sh == 2 and q.sw == 2 and q.ph == 0 and q.pw == 0
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                if two:
-                    max_plane_2x2(<float *>px + i * hw, <float *>py + i * nout, pi + i * nout, &q)
-                else:
-                    max_plane(<float *>px + i * hw, <float *>py + i * nout, pi + i * nout, &q)
-            elif two:
-                max_plane_2x2(<double *>px + i * hw, <double *>py + i * nout, pi + i * nout, &q)
-            else:
-                max_plane(<double *>px + i * hw, <double *>py + i * nout, pi + i * nout, &q)
-    return y, idx
+    two = q.kh == 2 and q.kw == 2 and q.sh == 2 and q.sw == 2 and q.ph == 0 and q.pw == 0
+    return run(MAX_2X2_FWD if two else MAX_FWD, t, x, y, idx, &q, x.shape[0] * x.shape[1]), idx
 
 
 cdef int check_indices(indices, grad_out, Py_ssize_t hw) except -1:
@@ -258,23 +281,9 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     cdef int t = float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
     check_shape(grad_out, (n, c) + grad_out.shape[2:], "grad_out")
-    cdef Py_ssize_t hw = h * w, planes = n * c, i
-    cdef Py_ssize_t nout = grad_out.shape[2] * grad_out.shape[3]
-    check_indices(indices, grad_out, hw)
-    grad_x = np.empty((n, c, h, w), grad_out.dtype)
-    cdef void *pg = data(grad_out)
-    cdef void *px = data(grad_x)
-    cdef const index_t *pi = <const index_t *>data(indices)
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                max_plane_backward(<float *>pg + i * nout, pi + i * nout, <float *>px + i * hw,
-                                   hw, nout)
-            else:
-                max_plane_backward(<double *>pg + i * nout, pi + i * nout, <double *>px + i * hw,
-                                   hw, nout)
-    return grad_x
+    check_indices(indices, grad_out, h * w)
+    cdef Pool q = make_pool(h, w, (1, 1), (1, 1), (0, 0), grad_out.shape[2:])
+    return run(MAX_BWD, t, grad_out, np.empty((n, c, h, w), grad_out.dtype), indices, &q, n * c)
 
 
 def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -282,19 +291,8 @@ def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
     cdef int t
     cdef Pool q
     t, q = parse_x(x, kernel_size, stride, padding)
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], i
-    cdef Py_ssize_t hw = q.h * q.w, nout = q.ho * q.wo
     y = np.empty((x.shape[0], x.shape[1], q.ho, q.wo), x.dtype)
-    cdef void *px = data(x)
-    cdef void *py = data(y)
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                avg_plane(<float *>px + i * hw, <float *>py + i * nout, &q)
-            else:
-                avg_plane(<double *>px + i * hw, <double *>py + i * nout, &q)
-    return y
+    return run(AVG_FWD, t, x, y, None, &q, x.shape[0] * x.shape[1])
 
 
 def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=0):
@@ -305,15 +303,4 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=
     cdef int t = float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
     check_shape(grad_out, (n, c, q.ho, q.wo), "grad_out")
-    cdef Py_ssize_t planes = n * c, hw = h * w, nout = q.ho * q.wo, i
-    grad_x = np.empty((n, c, h, w), grad_out.dtype)
-    cdef void *pg = data(grad_out)
-    cdef void *px = data(grad_x)
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                avg_plane_backward(<float *>pg + i * nout, <float *>px + i * hw, &q)
-            else:
-                avg_plane_backward(<double *>pg + i * nout, <double *>px + i * hw, &q)
-    return grad_x
+    return run(AVG_BWD, t, grad_out, np.empty((n, c, h, w), grad_out.dtype), None, &q, n * c)
