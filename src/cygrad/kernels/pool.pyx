@@ -43,67 +43,8 @@ cdef inline void window(const Pool *p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t 
     w1[0] = b + p.kw if b + p.kw < p.w else p.w
 
 
-# The max scans are C (below): Cython turns `a if c else b` into a branch, and on
-# real data that branch is unpredictable; C's ?: becomes a blend/cmov, and the
-# 2x2 loop over outputs vectorises.
-cdef extern from *:
-    """
-    #include <stddef.h>
-    #include <stdint.h>
-    #include <string.h>
-    #define CG_BLK 16
-    /* torch's test: the first maximum wins, a NaN always takes over */
-    #define CG_TAKE(v, m) (((v) > (m)) | ((v) != (v)))
-    /* a float select needs SSE4.1/AVX (blend): without it gcc emits branches, which
-       mispredict on real data; the clones are picked at load time (ifunc) */
-    #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
-    #define CG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define CG_CLONES
-    #endif
-    #define CG_DEFINE_MAXPOOL(T, I, S)                                                      \
-    /* one output row of 2x2/stride-2 windows; rows r0, r1 start at flat index base.  */ \
-    /* Blocks of CG_BLK outputs go through zero-padded copies so the compare loop has */ \
-    /* a fixed trip count: it vectorises whole, with no branchy scalar remainder.     */ \
-    CG_CLONES static void cg_max2x2_row_##S(const T *restrict r0, const T *restrict r1,  \
-            T *restrict y, int64_t *restrict idx, ptrdiff_t wo, int64_t base, int64_t w) {\
-        T a0[2 * CG_BLK] = {0}, a1[2 * CG_BLK] = {0}, ym[CG_BLK];                         \
-        I km[CG_BLK];                                                                   \
-        for (ptrdiff_t o0 = 0; o0 < wo; o0 += CG_BLK) {                                 \
-            ptrdiff_t n = wo - o0 < CG_BLK ? wo - o0 : CG_BLK;                          \
-            memcpy(a0, r0 + 2 * o0, 2 * n * sizeof(T));                                 \
-            memcpy(a1, r1 + 2 * o0, 2 * n * sizeof(T));                                 \
-            for (int o = 0; o < CG_BLK; o++) {                                          \
-                T a = a0[2 * o], b = a0[2 * o + 1], c = a1[2 * o], d = a1[2 * o + 1];   \
-                T m = a; I k = 0; I t; /* I: an int as wide as T, so lanes line up */   \
-                t = CG_TAKE(b, m); m = t ? b : m; k = t ? 1 : k;                        \
-                t = CG_TAKE(c, m); m = t ? c : m; k = t ? 2 : k;                        \
-                t = CG_TAKE(d, m); m = t ? d : m; k = t ? 3 : k;                        \
-                ym[o] = m; km[o] = k;                                                   \
-            }                                                                           \
-            for (ptrdiff_t o = 0; o < n; o++) {                                         \
-                y[o0 + o] = ym[o];                                                      \
-                idx[o0 + o] = base + 2 * (o0 + o) + (km[o] & 1) + (km[o] >> 1) * w;     \
-            }                                                                           \
-        }                                                                               \
-    }                                                                                   \
-    /* max over rows [h0, h1) x cols [w0, w1) of a plane of width w; -inf start,   */  \
-    /* index of the first valid position when nothing beats it (as torch)          */  \
-    CG_CLONES static T cg_max_window_##S(const T *x, ptrdiff_t w, ptrdiff_t h0, ptrdiff_t h1,    \
-                               ptrdiff_t w0, ptrdiff_t w1, int64_t *best) {            \
-        T m = -(T)INFINITY; int64_t k = h0 * w + w0;                                     \
-        for (ptrdiff_t i = h0; i < h1; i++)                                             \
-            for (ptrdiff_t j = w0; j < w1; j++) {                                       \
-                T v = x[i * w + j]; int t = CG_TAKE(v, m);                              \
-                m = t ? v : m; k = t ? i * w + j : k;                                   \
-            }                                                                           \
-        *best = k;                                                                      \
-        return m;                                                                       \
-    }
-    #include <math.h>
-    CG_DEFINE_MAXPOOL(float, int32_t, f)
-    CG_DEFINE_MAXPOOL(double, int64_t, d)
-    """
+# Max scans in C (csrc/conv_pool.h): branch-free selects, vectorised 2x2 rows.
+cdef extern from "conv_pool.h":
     void cg_max2x2_row_f(const float *r0, const float *r1, float *y, index_t *idx,
                          Py_ssize_t wo, index_t base, index_t w) noexcept nogil
     void cg_max2x2_row_d(const double *r0, const double *r1, double *y, index_t *idx,
