@@ -99,7 +99,7 @@ def test_empty_batch(B):
     assert gx.shape == x.shape and not gw.any() and not gb.any()
 
 
-@pytest.mark.parametrize("xs, ws", [((11, 6, 14, 14), (8, 6, 3, 3)),     # GEMM path, 3 chunks
+@pytest.mark.parametrize("xs, ws", [((37, 6, 14, 14), (8, 6, 3, 3)),     # GEMM path, 10 chunks: 2 waves
                                      ((10, 1, 28, 28), (8, 1, 3, 3)),     # first-layer path
                                      ((1, 16, 20, 20), (16, 16, 5, 5))])  # one image: parallel GEMM
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -20,7 +20,8 @@ threads x one image's columns, not the batch). The weight/bias gradients sum ove
 the batch in a fixed order: the batch is cut into chunks of CHUNK images
 (independent of the thread count), each chunk's partial sum is one thread's
 sequence of GEMMs, and the partials are added to the total in chunk order, so
-results are bitwise identical for any thread count.
+results are bitwise identical for any thread count. Partials in flight are
+bounded (a few per thread, PARTIAL_BYTES), not one per chunk of the batch.
 """
 import numpy as np
 cimport numpy as cnp
@@ -43,6 +44,8 @@ cdef enum:
     CHUNK = 4
 # Below this many multiply-adds a call runs on one thread (start-up costs more).
 cdef double SERIAL_MACS = 1 << 18
+# Memory for weight-gradient partial sums in flight (at least one per thread).
+cdef Py_ssize_t PARTIAL_BYTES = 4 << 20
 
 
 # Inner loops in C (csrc/conv_kernels.h): im2col / col2im of one image (AVX-512
@@ -105,8 +108,10 @@ cdef int conv_forward_impl(const real *x, const real *wext, Py_ssize_t kb, real 
     cdef int rc, bad = 0
     cdef int *badp = &bad      # shared flag (a plain assignment in prange is private)
     if nt > 1 and n >= nt:
-        # one image per thread at a time; the GEMM runs on that one thread
-        for i in prange(n, num_threads=nt, schedule='static'):
+        # one image per thread at a time; the GEMM runs on that one thread. Images are
+        # handed out dynamically (a busy core on a shared machine then costs only its
+        # share); each y[i] is computed the same way whichever thread takes it.
+        for i in prange(n, num_threads=nt, schedule='dynamic'):
             cb = buf + threadid() * kb * L
             im2col_image(x + i * chw, cb, g)
             rc = gemm(False, False, cout, L, kb, wext, kb, cb, L, 0, y + i * cout * L, L, 1)
@@ -149,32 +154,37 @@ cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const
 
 
 cdef int conv_backward_impl(const real *gout, const real *x, const real *w, real *gx,
-                            real *total, real *part, real *cbuf, real *dbuf, const Geom *g,
-                            Py_ssize_t n, Py_ssize_t cout, int nt) noexcept nogil:
+                            real *total, real *part, Py_ssize_t win, real *cbuf, real *dbuf,
+                            const Geom *g, Py_ssize_t n, Py_ssize_t cout, int nt) noexcept nogil:
     """total (C_out, K+1) = sum over chunks, in chunk order, of chunk_backward's
-    partials; chunks run nt at a time (a wave), each on its own buffers."""
+    partials. Chunks run win at a time (one parallel region each, handed out
+    dynamically), each into its own partial slot; thread t uses column buffers
+    cbuf[t], dbuf[t]. win and nt change only the schedule, never the sums."""
     cdef Py_ssize_t L = g.ho * g.wo, K = g.c * g.kh * g.kw, kb = K + 1
-    cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK, wave, m, t, e
+    cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK, wave = 0, m, t, e
     cdef Py_ssize_t psize = cout * kb
-    cdef int rc, bad = 0
+    cdef int rc, bad = 0, tid
     cdef int *badp = &bad      # shared flag (a plain assignment in prange is private)
     cdef real *p
     for e in range(psize):
         total[e] = 0
-    for t in range(nt if nt < nchunks else nchunks):
+    for t in range(nt):
         for e in range(L):
             cbuf[t * kb * L + K * L + e] = 1
-    wave = 0
     while wave < nchunks:
-        m = nchunks - wave if nchunks - wave < nt else nt
-        if m > 1:
-            for t in prange(m, num_threads=m, schedule='static'):
+        m = nchunks - wave if nchunks - wave < win else win
+        if nt > 1 and m > 1:
+            for t in prange(m, num_threads=nt, schedule='dynamic'):
+                tid = threadid()
                 rc = chunk_backward(wave + t, gout, x, w, gx, part + t * psize,
-                                    cbuf + t * kb * L, dbuf + t * K * L, g, n, cout, 1)
+                                    cbuf + tid * kb * L, dbuf + tid * K * L, g, n, cout, 1)
                 if rc != 0:
                     badp[0] = 1
-        elif chunk_backward(wave, gout, x, w, gx, part, cbuf, dbuf, g, n, cout, nt) != 0:
-            bad = 1
+        else:      # one chunk (or one thread): its GEMMs get the threads
+            for t in range(m):
+                if chunk_backward(wave + t, gout, x, w, gx, part + t * psize, cbuf, dbuf,
+                                  g, n, cout, nt) != 0:
+                    bad = 1
         if bad:
             return -1
         for t in range(m):
@@ -210,7 +220,7 @@ cdef void each_image(bint fold, const real *src, real *dst, const Geom *g, Py_ss
                      int nt) noexcept nogil:
     """im2col of every image (fold False: src x, dst cols) or col2im (fold True)."""
     cdef Py_ssize_t i, chw = g.c * g.h * g.w, csize = g.c * g.kh * g.kw * g.ho * g.wo
-    for i in prange(n, num_threads=nt, schedule='static'):
+    for i in prange(n, num_threads=nt, schedule='dynamic'):
         if fold:
             col2im_image(src + i * csize, dst + i * chw, g)
         else:
@@ -325,11 +335,13 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, inp
     cdef bint want_x = bool(input_grad)
     cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK
     cdef int nt = threads_for(<double>n * cout * K * L * (3 if want_x else 2))
-    cdef int nslot = nt if nt < nchunks else max(nchunks, 1)
+    # partial slots: a few per thread, within a memory budget (schedule only)
+    cdef Py_ssize_t win = 1 if nt == 1 else max(nt, min(4 * nt, PARTIAL_BYTES // (
+        cout * (K + 1) * x.itemsize)))
     total = np.empty((cout, K + 1), x.dtype)
-    part = np.empty((nslot, cout, K + 1), x.dtype)
-    cbuf = np.empty((nslot, K + 1, L), x.dtype)
-    dbuf = np.empty(nslot * K * L if want_x else 1, x.dtype)
+    part = np.empty((win, cout, K + 1), x.dtype)
+    cbuf = np.empty((nt, K + 1, L), x.dtype)
+    dbuf = np.empty(nt * K * L if want_x else 1, x.dtype)
     grad_x = np.empty(x.shape, x.dtype) if want_x else None
     cdef void *pgo = data(grad_out)
     cdef void *px = data(x)
@@ -345,12 +357,12 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, inp
     with nogil:
         if t == cnp.NPY_FLOAT:
             rc = conv_backward_impl(<float *>pgo, <float *>px, <float *>pw, <float *>pgx,
-                                    <float *>pt, <float *>pp, <float *>pc, <float *>pd,
+                                    <float *>pt, <float *>pp, win, <float *>pc, <float *>pd,
                                     &g, n, cout, nt)
         else:
             rc = conv_backward_impl(<double *>pgo, <double *>px, <double *>pw, <double *>pgx,
-                                    <double *>pt, <double *>pp, <double *>pc, <double *>pd,
-                                    &g, n, cout, nt)
+                                    <double *>pt, <double *>pp, win, <double *>pc,
+                                    <double *>pd, &g, n, cout, nt)
     if rc != 0:
         raise MemoryError("conv2d_backward: could not allocate GEMM packing buffers")
     grad_w = np.ascontiguousarray(total[:, :K]).reshape(weight.shape)

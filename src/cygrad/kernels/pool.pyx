@@ -126,7 +126,7 @@ cdef void each_plane(PlaneOp op, const real *src, real *dst, index_t *idx, const
     """Run op on every (n, c) plane, one thread per plane. Forward ops read planes of
     H*W from src and write H_out*W_out to dst (and idx); backward ops the reverse."""
     cdef Py_ssize_t i, hw = q.h * q.w, nout = q.ho * q.wo
-    for i in prange(planes, num_threads=nt, schedule='static'):
+    for i in prange(planes, num_threads=nt, schedule='dynamic', chunksize=16):
         if op == MAX_2X2_FWD:
             max_plane_2x2(src + i * hw, dst + i * nout, idx + i * nout, q)
         elif op == MAX_FWD:
