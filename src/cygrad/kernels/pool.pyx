@@ -11,7 +11,6 @@ race-free and summed in a fixed order: bitwise identical for any thread count.
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.math cimport INFINITY
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport float_array, check_ndim
