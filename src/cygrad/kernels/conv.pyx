@@ -55,6 +55,7 @@ cdef extern from "conv_kernels.h":
     ctypedef struct Geom "cg_geom":
         Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
     void cg_conv_init()
+    int cg_conv_set512(int on)
     void cg_im2col_float(const float *x, float *cols, const Geom *g) noexcept nogil
     void cg_im2col_double(const double *x, double *cols, const Geom *g) noexcept nogil
     void cg_col2im_float(const float *cols, float *x, const Geom *g) noexcept nogil
@@ -65,6 +66,13 @@ cdef extern from "conv_kernels.h":
                         Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
 
 cg_conv_init()
+
+
+def _use_avx512(bint on):
+    """Test hook: run im2col/col2im on the AVX-512 path (on, where the CPU has it) or
+    on the plain loops; returns whether AVX-512 was in use before. Not thread-safe."""
+    return bool(cg_conv_set512(on))
+
 
 # Weight gradients of patches with at most SMALL_K rows (K + 1 for the bias) are
 # direct dot products: at that depth the GEMM would mostly pack.
