@@ -27,9 +27,9 @@ cdef enum Op:
     MSE, BCE_LOGITS, BCE, L1, L2
 
 # torch's binary_cross_entropy clamps log() at -100 and divides its gradient by
-# max(p * (1 - p), 1e-12)
+# max(p * (1 - p), 1e-12), its 1e-12 being a float32 constant
 cdef double LOG_CLAMP = -100.0
-cdef double BCE_EPS = 1e-12
+cdef double BCE_EPS = <float>1e-12
 
 
 cdef double _block(int op, const floating *a, const floating *b, floating *g, Py_ssize_t n,
@@ -63,7 +63,7 @@ cdef double _block(int op, const floating *a, const floating *b, floating *g, Py
             s += -(y * lp + (1.0 - y) * lq)
             d = (1.0 - x) * x
             d = BCE_EPS if d < BCE_EPS else d
-            g[i] = <floating>((x - y) / d * scale)
+            g[i] = <floating>(scale * (x - y) / d)  # torch: grad_output * (p - y) / d
     elif op == L1:
         for i in range(n):
             w = a[i]
@@ -154,7 +154,7 @@ cdef Py_ssize_t _first_outside_unit(const floating *p, Py_ssize_t n) noexcept no
 
 def binary_cross_entropy(prob, target, reduction="mean"):
     """-(y * max(log p, -100) + (1 - y) * max(log(1 - p), -100)) (torch's clamp);
-    grad = (p - y) / max(p * (1 - p), 1e-12) / n. prob outside [0, 1] raises ValueError
+    grad = (1/n) * (p - y) / max(p * (1 - p), 1e-12). prob outside [0, 1] raises ValueError
     (as torch does), NaN propagates."""
     cdef int t = float_array(prob, "prob")
     like(target, t, prob, "target", "prob")
