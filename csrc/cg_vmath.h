@@ -9,14 +9,21 @@
 #include <string.h>
 #include <math.h>
 
-static inline float cg_pow2i(int32_t n) {
+/* always inlined, so each target clone of a caller gets its own vector code */
+#if defined(__GNUC__)
+#define CG_VINLINE static inline __attribute__((always_inline))
+#else
+#define CG_VINLINE static inline
+#endif
+
+CG_VINLINE float cg_pow2i(int32_t n) {
     float f;
     int32_t bits = (n + 127) << 23;  /* exponent field of 2^n, n in [-126, 127] */
     memcpy(&f, &bits, sizeof f);
     return f;
 }
 
-static inline float cg_expf(float x) {
+CG_VINLINE float cg_expf(float x) {
     /* clamp keeps NaN (comparisons with NaN are false) */
     x = x < -104.0f ? -104.0f : x;
     x = x > 89.0f ? 89.0f : x;
@@ -39,7 +46,7 @@ static inline float cg_expf(float x) {
 }
 
 /* tanh: Cephes odd polynomial for |x| < 0.625, else sign(x) (1 - 2 / (e^{2|x|} + 1)) */
-static inline float cg_tanhf(float x) {
+CG_VINLINE float cg_tanhf(float x) {
     float ax = fabsf(x);
     float z = x * x;
     float ps = -5.70498872745e-3f;
