@@ -3,13 +3,16 @@
 cimport numpy as cnp
 from cygrad.kernels._checks cimport float_array, same_dtype, check_writeable, overlaps
 
-# Below PAR_MIN elements a kernel runs on the calling thread: starting the
-# OpenMP team (~2-5 us) costs more than the work. Measured on the 2-core dev
-# box (bench/bench_elementwise.py): cheap ops (relu, mse, optimizer updates)
-# break even near 64K elements, exp/tanh-based ones near 16K.
+# Below PAR_MIN_* elements a kernel runs on the calling thread: waking the
+# OpenMP team costs more than the work saved. Break-even points measured on the
+# 2-core dev box (float32, 1 vs 2 threads, sizes 4K..256K): relu-like ops (1-2
+# flops per element) near 64K-128K; optimizer updates, mse/l1/l2 sums and
+# dropout's hash near 16K; exp/tanh-based ops (sigmoid, tanh, softmax, BCE,
+# cross_entropy) near 8K.
 cdef enum:
     PAR_MIN_CHEAP = 65536
-    PAR_MIN_TRANSCENDENTAL = 16384
+    PAR_MIN_MEDIUM = 16384
+    PAR_MIN_TRANSCENDENTAL = 8192
     # fixed reduction block: a loss is the in-order sum of per-block partial sums
     SUM_BLOCK = 8192
 

@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint64_t
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport float_array
-from cygrad.kernels._elementwise cimport PAR_MIN_CHEAP, chunk_len, out_array, new_like
+from cygrad.kernels._elementwise cimport PAR_MIN_MEDIUM, chunk_len, out_array, new_like
 from cygrad.kernels._scalars cimport real
 
 cnp.import_array()
@@ -53,7 +53,7 @@ cdef void _run(const floating *x, floating *y, uint8_t *mask, Py_ssize_t n, uint
                uint64_t thr, floating scale, bint forward) noexcept nogil:
     cdef int nt = num_threads()
     cdef Py_ssize_t step, k, lo, hi
-    if nt < 2 or n < PAR_MIN_CHEAP:
+    if nt < 2 or n < PAR_MIN_MEDIUM:
         if forward:
             _forward(x, y, mask, 0, n, seed, thr, scale)
         else:

@@ -16,7 +16,7 @@ from libc.stdlib cimport free, malloc
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport check_ndim, float_array, same_dtype
-from cygrad.kernels._elementwise cimport (PAR_MIN_CHEAP, PAR_MIN_TRANSCENDENTAL, SUM_BLOCK, like,
+from cygrad.kernels._elementwise cimport (PAR_MIN_MEDIUM, PAR_MIN_TRANSCENDENTAL, SUM_BLOCK, like,
                                           new_like)
 from cygrad.kernels._rowmath cimport exp_sum, row_max
 from cygrad.kernels._scalars cimport nonneg, real, reduction_divisor
@@ -82,7 +82,7 @@ cdef double _blocked_sum(int op, const floating *a, const floating *b, floating 
                          double scale, double *part) noexcept nogil:
     """Sum over fixed blocks (in parallel when large), then the block sums in order."""
     cdef Py_ssize_t nb = (n + SUM_BLOCK - 1) // SUM_BLOCK, k, lo, hi
-    cdef Py_ssize_t par_min = PAR_MIN_TRANSCENDENTAL if (op == BCE or op == BCE_LOGITS) else PAR_MIN_CHEAP
+    cdef Py_ssize_t par_min = PAR_MIN_TRANSCENDENTAL if (op == BCE or op == BCE_LOGITS) else PAR_MIN_MEDIUM
     cdef int nt = num_threads()
     cdef double total = 0.0
     if nt < 2 or n < par_min:
