@@ -209,6 +209,10 @@ def test_cross_entropy_bad_inputs(B):
         B.cross_entropy(z, np.array([0, -100, 0, 0], np.int32))
     with pytest.raises(ValueError, match="shape"):
         B.cross_entropy(z, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        B.cross_entropy(z, np.arange(8)[::2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        B.cross_entropy(z, np.full((3, 4), 0.25).T)
     with pytest.raises(TypeError, match="target"):
         B.cross_entropy(z, np.array([0, 1, 2, 0], np.int16))
     with pytest.raises(TypeError, match="target"):

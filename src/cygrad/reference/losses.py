@@ -30,6 +30,8 @@ def mse_loss(pred, target, reduction="mean"):
 def _class_targets(target, n, c):
     if target.ndim != 1 or target.shape[0] != n:
         raise ValueError(f"class-index target must have shape ({n},), got {target.shape}")
+    if not target.flags.c_contiguous:
+        raise ValueError("target must be C-contiguous (use numpy.ascontiguousarray)")
     bad = np.flatnonzero((target < 0) | (target >= c))
     if bad.size:
         i = int(bad[0])
