@@ -43,12 +43,12 @@ enum cg_map_op {
     case CG_TANH_BW:    for (i = 0; i < n; i++) y[i] = a[i] * (one - b[i] * b[i]); break;      \
     }
 
-CG_MULTIVERSION static void cg_map_f32(int op, const float *restrict a, const float *restrict b,
+CG_MULTIVERSION static void cg_map_f32(int op, const float *a, const float *b,
                                        float *y, long n, float s) {
     CG_MAP_BODY(float, cg_expf, cg_tanhf)
 }
 
-CG_MULTIVERSION static void cg_map_f64(int op, const double *restrict a, const double *restrict b,
+CG_MULTIVERSION static void cg_map_f64(int op, const double *a, const double *b,
                                        double *y, long n, double s) {
     CG_MAP_BODY(double, exp, tanh)
 }
