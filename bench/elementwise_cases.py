@@ -135,6 +135,17 @@ def _dropout(shape):
     return res
 
 
+def _overhead():
+    """relu of one element: the fixed cost of a call (checks, allocation, dispatch)."""
+    x = _data((1,))
+    res = {"cygrad": lambda: K.relu(x), "reference": lambda: R.relu(x)}
+    torch = _torch()
+    if torch is not None:
+        tx = torch.from_numpy(x)
+        res["torch"] = lambda: torch.relu(tx)
+    return res
+
+
 def cases():
     """[(function, size, {implementation: callable})], in table order."""
     out = []
@@ -142,6 +153,7 @@ def cases():
         out.append((f"{name} fwd+bwd out=", "10M", lambda name=name: _activation(name, LARGE, False)))
         out.append((f"{name} fwd+bwd new", "10M", lambda name=name: _activation(name, LARGE, True)))
     out.append(("adam_step", "10M", lambda: _adam(LARGE)))
+    out.append(("relu call overhead", "1", _overhead))
     for name in ACTIVATIONS:
         out.append((f"{name} fwd+bwd out=", "64x128", lambda name=name: _activation(name, SMALL, False)))
     for name in ("softmax", "log_softmax"):
