@@ -12,8 +12,8 @@ UNARY = ["relu", "leaky_relu", "sigmoid", "tanh"]
 BACKWARD = {"relu": "relu_backward", "leaky_relu": "leaky_relu_backward",
             "sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}
 FROM_OUTPUT = {"sigmoid", "tanh"}  # derivative computed from y, not x
-# small, just above both parallel thresholds, odd sizes, and an N-D shape
-SHAPES = [(0,), (1,), (7,), (64, 128), (70001,), (3, 5, 4099)]
+# small, above every parallel threshold (140_001), odd sizes, and an N-D shape
+SHAPES = [(0,), (1,), (7,), (64, 128), (140_001,), (3, 5, 4099)]
 
 
 def data(shape, dtype, scale=4.0, seed=0):
