@@ -86,7 +86,7 @@ CG_INLINE double cg_sum_##SFX(const T *e, long n) {                             
     return s;                                                                       \
 }                                                                                   \
 /* sum_j exp(x_j - m) in float64; the exp values are left in e (which may be x) */  \
-CG_INLINE double cg_exp_sum_##SFX(const T *x, T m, T *e, long c) {              \
+CG_INLINE double cg_exp_sum_body_##SFX(const T *x, T m, T *e, long c) {              \
     long j;                                                                         \
     for (j = 0; j < c; j++) e[j] = EXP(x[j] - m);                                   \
     return cg_sum_##SFX(e, c);                                                      \
@@ -101,13 +101,13 @@ CG_INLINE void cg_softmax_rows_body_##SFX(const T *x, T *y, long r0, long r1,   
         T *yr = y + r * c;                                                          \
         T m = cg_row_max_##SFX(xr, c);                                              \
         if (!take_log) {                                                            \
-            double inv = 1.0 / cg_exp_sum_##SFX(xr, m, yr, c);                      \
+            double inv = 1.0 / cg_exp_sum_body_##SFX(xr, m, yr, c);                      \
             for (j = 0; j < c; j++) yr[j] = (T)(yr[j] * inv);                       \
         } else {                                                                    \
             /* exps summed tile by tile, so y = x keeps x for the last pass */      \
             double s = 0.0, lse;                                                    \
             for (j0 = 0; j0 < c; j0 += CG_EXP_TILE)                                 \
-                s += cg_exp_sum_##SFX(xr + j0, m, tile,                             \
+                s += cg_exp_sum_body_##SFX(xr + j0, m, tile,                             \
                                       c - j0 < CG_EXP_TILE ? c - j0 : CG_EXP_TILE); \
             lse = m + log(s);                                                       \
             for (j = 0; j < c; j++) yr[j] = (T)(xr[j] - lse);                       \
@@ -117,6 +117,15 @@ CG_INLINE void cg_softmax_rows_body_##SFX(const T *x, T *y, long r0, long r1,   
 
 CG_ROW_HELPERS(float, f32, cg_expf)
 CG_ROW_HELPERS(double, f64, exp)
+
+/* for callers compiled for the baseline ISA (cross_entropy's rows) */
+CG_MULTIVERSION static double cg_exp_sum_f32(const float *x, float m, float *e, long c) {
+    return cg_exp_sum_body_f32(x, m, e, c);
+}
+
+CG_MULTIVERSION static double cg_exp_sum_f64(const double *x, double m, double *e, long c) {
+    return cg_exp_sum_body_f64(x, m, e, c);
+}
 
 CG_MULTIVERSION static void cg_softmax_rows_f32(const float *x, float *y, long r0, long r1,
                                                 long c, int take_log) {

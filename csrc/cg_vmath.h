@@ -2,6 +2,9 @@
  * instead of branches). Cephes-style: exp(x) = 2^n * e^r with n = round(x/ln 2),
  * |r| <= ln2/2, e^r by a degree-6 polynomial (error ~1 ulp); 2^n is built in two
  * halves so results down to the subnormal range and up to overflow are right.
+ * The polynomials use explicit fmaf: one rounding per step on every machine
+ * (a hardware FMA in the AVX2/AVX-512 clones, a correctly rounded libm call
+ * in the baseline one), so no build or ISA changes a result.
  * Header-only, included by the Cython elementwise kernels. */
 #ifndef CG_VMATH_H
 #define CG_VMATH_H
@@ -33,11 +36,11 @@ CG_VINLINE float cg_expf(float x) {
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
     p = p * (r * r) + r + 1.0f;
     int32_t ni = (int32_t)(n == n ? n : 0.0f);  /* NaN: any n, p is NaN anyway */
     int32_t n1 = ni / 2;
@@ -53,11 +56,11 @@ CG_VINLINE float cg_expm1f_tanh_range(float x) {
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
     float q = p * (r * r) + r;
     float big = cg_pow2i((int32_t)(n == n ? n : 0.0f)) * (1.0f + q) - 1.0f;
     return n == 0.0f ? q : big;

@@ -3,7 +3,6 @@
 from cython cimport floating
 
 cdef extern from "cg_elementwise.h" nogil:
-    float cg_expf(float x)
     float cg_row_max_f32(const float *x, long c)
     double cg_row_max_f64(const double *x, long c)
     double cg_exp_sum_f32(const float *x, float m, float *e, long c)
