@@ -1,4 +1,9 @@
 """Compiled kernels (Cython + C, OpenMP). Same names and signatures as cygrad.reference."""
 from cygrad.kernels.gemm import matmul
+from cygrad.kernels.conv import col2im, conv2d_backward, conv2d_forward, im2col
+from cygrad.kernels.pool import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
+                                 max_pool2d_forward)
 
-__all__ = ["matmul"]
+__all__ = ["matmul",
+           "im2col", "col2im", "conv2d_forward", "conv2d_backward",
+           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]

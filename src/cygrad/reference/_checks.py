@@ -36,3 +36,72 @@ def overlaps(x, y):
         return False
     px, py = x.__array_interface__["data"][0], y.__array_interface__["data"][0]
     return px < py + y.nbytes and py < px + x.nbytes
+
+
+# ---- geometry of convolution and pooling (shared by both backends: pure Python, no arrays)
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def int_pair(v, name, minimum):
+    """(h, w) from an int or a pair of ints (as torch's _pair); each must be >= minimum."""
+    if _is_int(v):
+        p = (int(v), int(v))
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(e) for e in v):
+        p = (int(v[0]), int(v[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if p[0] < minimum or p[1] < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+    return p
+
+
+def nchw_shape(v, name):
+    """A 4-tuple of ints (N, C, H, W), N >= 0 and the others >= 1."""
+    if not (isinstance(v, (tuple, list)) and len(v) == 4 and all(_is_int(e) for e in v)):
+        raise TypeError(f"{name} must be a tuple of 4 ints (N, C, H, W), got {v!r}")
+    s = tuple(int(e) for e in v)
+    if s[0] < 0 or min(s[1:]) < 1:
+        raise ValueError(f"{name} must have N >= 0 and C, H, W >= 1, got {s}")
+    return s
+
+
+def conv_geometry(hw, kernel_size, stride, padding, dilation):
+    """Parse conv arguments; return (k, s, p, d, (H_out, W_out)), each a (h, w) pair.
+
+    Output size as torch.nn.Conv2d: floor((H + 2p - d*(k-1) - 1) / s) + 1.
+    """
+    k = int_pair(kernel_size, "kernel_size", 1)
+    s = int_pair(stride, "stride", 1)
+    p = int_pair(padding, "padding", 0)
+    d = int_pair(dilation, "dilation", 1)
+    out = tuple((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
+    if min(out) < 1:
+        raise ValueError(
+            f"kernel_size {k} (dilation {d}) is larger than the padded input "
+            f"{(hw[0] + 2 * p[0], hw[1] + 2 * p[1])}: no output")
+    return k, s, p, d, out
+
+
+def pool_geometry(hw, kernel_size, stride, padding):
+    """Parse pooling arguments; return (k, s, p, (H_out, W_out)).
+
+    As torch (ceil_mode=False): stride None means kernel_size, padding at most
+    half the kernel, output floor((H + 2p - k) / s) + 1.
+    """
+    k = int_pair(kernel_size, "kernel_size", 1)
+    s = k if stride is None else int_pair(stride, "stride", 1)
+    p = int_pair(padding, "padding", 0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"padding {p} must be at most half of kernel_size {k}")
+    out = tuple((hw[i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2))
+    if min(out) < 1:
+        raise ValueError(f"kernel_size {k} is larger than the padded input "
+                         f"{(hw[0] + 2 * p[0], hw[1] + 2 * p[1])}: no output")
+    return k, s, p, out
+
+
+def check_shape(x, shape, name):
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {tuple(shape)}")

@@ -1,0 +1,393 @@
+# cython: language_level=3
+"""2-D convolution on cygrad's GEMM: im2col / col2im and conv2d forward and backward.
+
+Same API, layouts and errors as cygrad.reference.conv (the spec); PyTorch layouts
+and semantics: x (N, C_in, H, W), weight (C_out, C_in, KH, KW), output size as
+torch.nn.Conv2d (groups=1, zero padding).
+
+cols layout: (N, C_in*KH*KW, H_out*W_out), as torch.nn.functional.unfold; row
+(c*KH + i)*KW + j, column oh*W_out + ow holds x[n, c, oh*sh - ph + i*dh,
+ow*sw - pw + j*dw] (0 in the padding). Per image the forward pass is then one
+row-major GEMM with no transposes, y[n] (C_out, L) = W (C_out, K) @ cols[n] (K, L),
+and the backward passes are grad_W += g[n] @ cols[n]^T and dcols = W^T @ g[n].
+
+Bias rides in the GEMM: the column buffer carries an extra row of ones (row K), so
+W_ext = [W | b] gives y = W @ cols + b in the forward pass, and the last column of
+g @ cols_ext^T is the bias gradient in the backward pass.
+
+Work is split over images, each thread owning one column buffer (memory is
+threads x one image's columns, not the batch). The weight/bias gradients sum over
+the batch in a fixed order: the batch is cut into chunks of CHUNK images
+(independent of the thread count), each chunk's partial sum is one thread's
+sequence of GEMMs, and the partials are added to the total in chunk order, so
+results are bitwise identical for any thread count.
+"""
+import numpy as np
+cimport numpy as cnp
+from cython.parallel cimport prange, threadid
+
+from cygrad._runtime cimport num_threads
+from cygrad.kernels.gemm cimport sgemm, dgemm
+from cygrad.kernels._checks cimport float_array, same_dtype, check_ndim
+from cygrad.reference._checks import check_shape, conv_geometry, nchw_shape
+
+cnp.import_array()
+
+ctypedef fused real:
+    float
+    double
+
+# Images per weight-gradient partial sum: fixed, so the summation order (and the
+# result) does not depend on the thread count.
+cdef enum:
+    CHUNK = 4
+# Below this many multiply-adds a call runs on one thread (start-up costs more).
+cdef double SERIAL_MACS = 1 << 18
+
+
+cdef struct Geom:
+    Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
+
+
+cdef inline int gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                     const real *a, Py_ssize_t lda, const real *b, Py_ssize_t ldb,
+                     real beta, real *c, Py_ssize_t ldc, int nt) noexcept nogil:
+    if real is float:
+        return sgemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc, nt)
+    else:
+        return dgemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc, nt)
+
+
+cdef inline void valid_range(Py_ssize_t off, Py_ssize_t s, Py_ssize_t size, Py_ssize_t n_out,
+                             Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
+    """Outputs o in [lo, hi) read input o*s + off inside [0, size)."""
+    cdef Py_ssize_t a = 0 if off >= 0 else (-off + s - 1) // s
+    cdef Py_ssize_t b = 0 if size - 1 - off < 0 else (size - 1 - off) // s + 1
+    if b > n_out:
+        b = n_out
+    if a > b:
+        a = b
+    lo[0] = a
+    hi[0] = b
+
+
+cdef void im2col_image(const real *x, real *cols, const Geom *g) noexcept nogil:
+    """cols (C*KH*KW, L) of one image x (C, H, W); see the module docstring."""
+    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off
+    cdef Py_ssize_t wo = g.wo, sw = g.sw
+    cdef real *dst
+    cdef const real *src
+    for c in range(g.c):
+        for i in range(g.kh):
+            for j in range(g.kw):
+                off = j * g.dw - g.pw
+                valid_range(off, sw, g.w, wo, &lo, &hi)
+                for oh in range(g.ho):
+                    dst = cols + (((c * g.kh + i) * g.kw + j) * g.ho + oh) * wo
+                    ih = oh * g.sh - g.ph + i * g.dh
+                    if ih < 0 or ih >= g.h:
+                        for ow in range(wo):
+                            dst[ow] = 0
+                        continue
+                    src = x + (c * g.h + ih) * g.w
+                    for ow in range(lo):
+                        dst[ow] = 0
+                    if sw == 1:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow + off]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow] = src[ow * sw + off]
+                    for ow in range(hi, wo):
+                        dst[ow] = 0
+
+
+cdef void col2im_image(const real *cols, real *x, const Geom *g) noexcept nogil:
+    """x (C, H, W) = the adjoint of im2col_image applied to cols: overlapping taps are
+    summed, in the fixed order rows (c, i, j), then oh, then ow."""
+    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off
+    cdef Py_ssize_t wo = g.wo, sw = g.sw
+    cdef const real *src
+    cdef real *dst
+    for i in range(g.c * g.h * g.w):
+        x[i] = 0
+    for c in range(g.c):
+        for i in range(g.kh):
+            for j in range(g.kw):
+                off = j * g.dw - g.pw
+                valid_range(off, sw, g.w, wo, &lo, &hi)
+                for oh in range(g.ho):
+                    ih = oh * g.sh - g.ph + i * g.dh
+                    if ih < 0 or ih >= g.h:
+                        continue
+                    src = cols + (((c * g.kh + i) * g.kw + j) * g.ho + oh) * wo
+                    dst = x + (c * g.h + ih) * g.w
+                    if sw == 1:
+                        for ow in range(lo, hi):
+                            dst[ow + off] += src[ow]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow * sw + off] += src[ow]
+
+
+# ---------------------------------------------------------------- drivers (nogil)
+
+cdef int conv_forward_impl(const real *x, const real *wext, Py_ssize_t kb, real *y,
+                           real *buf, const Geom *g, Py_ssize_t n, Py_ssize_t cout,
+                           int nt) noexcept nogil:
+    """y[i] (C_out, L) = wext (C_out, kb) @ cols_i (kb, L) for each image i; kb is K,
+    or K + 1 when the buffer's row K holds ones and wext's last column the bias.
+    buf: nt column buffers of kb*L. Returns 0, or -1 when the GEMM ran out of memory."""
+    cdef Py_ssize_t i, L = g.ho * g.wo, chw = g.c * g.h * g.w
+    cdef real *cb
+    cdef int rc, bad = 0
+    cdef int *badp = &bad      # shared flag (a plain assignment in prange is private)
+    if nt > 1 and n >= nt:
+        # one image per thread at a time; the GEMM runs on that one thread
+        for i in prange(n, num_threads=nt, schedule='static'):
+            cb = buf + threadid() * kb * L
+            im2col_image(x + i * chw, cb, g)
+            rc = gemm(False, False, cout, L, kb, wext, kb, cb, L, 0, y + i * cout * L, L, 1)
+            if rc != 0:
+                badp[0] = 1
+        return -1 if bad else 0
+    for i in range(n):
+        im2col_image(x + i * chw, buf, g)
+        if gemm(False, False, cout, L, kb, wext, kb, buf, L, 0, y + i * cout * L, L, nt):
+            return -1
+    return 0
+
+
+cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const real *w,
+                        real *gx, real *part, real *cb, real *db, const Geom *g,
+                        Py_ssize_t n, Py_ssize_t cout, int gnt) noexcept nogil:
+    """For the images of one chunk: part (C_out, K+1) = sum_i g_i @ cols_ext_i^T in
+    image order (last column: bias gradient), and gx_i = col2im(W^T @ g_i) when gx
+    is not NULL. cb: column buffer (K+1, L) whose row K holds ones; db: (K, L)."""
+    cdef Py_ssize_t L = g.ho * g.wo, chw = g.c * g.h * g.w
+    cdef Py_ssize_t K = g.c * g.kh * g.kw, i, first = chunk * CHUNK
+    cdef Py_ssize_t last = first + CHUNK if first + CHUNK < n else n
+    cdef const real *gi
+    for i in range(first, last):
+        gi = gout + i * cout * L
+        im2col_image(x + i * chw, cb, g)
+        if gemm(False, True, cout, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
+                part, K + 1, gnt):
+            return -1
+        if gx != NULL:
+            if gemm(True, False, K, L, cout, w, K, gi, L, 0, db, L, gnt):
+                return -1
+            col2im_image(db, gx + i * chw, g)
+    return 0
+
+
+cdef int conv_backward_impl(const real *gout, const real *x, const real *w, real *gx,
+                            real *total, real *part, real *cbuf, real *dbuf, const Geom *g,
+                            Py_ssize_t n, Py_ssize_t cout, int nt) noexcept nogil:
+    """total (C_out, K+1) = sum over chunks, in chunk order, of chunk_backward's
+    partials; chunks run nt at a time (a wave), each on its own buffers."""
+    cdef Py_ssize_t L = g.ho * g.wo, K = g.c * g.kh * g.kw, kb = K + 1
+    cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK, wave, m, t, e
+    cdef Py_ssize_t psize = cout * kb
+    cdef int rc, bad = 0
+    cdef int *badp = &bad      # shared flag (a plain assignment in prange is private)
+    cdef real *p
+    for e in range(psize):
+        total[e] = 0
+    for t in range(nt if nt < nchunks else nchunks):
+        for e in range(L):
+            cbuf[t * kb * L + K * L + e] = 1
+    wave = 0
+    while wave < nchunks:
+        m = nchunks - wave if nchunks - wave < nt else nt
+        if m > 1:
+            for t in prange(m, num_threads=m, schedule='static'):
+                rc = chunk_backward(wave + t, gout, x, w, gx, part + t * psize,
+                                    cbuf + t * kb * L, dbuf + t * K * L, g, n, cout, 1)
+                if rc != 0:
+                    badp[0] = 1
+        elif chunk_backward(wave, gout, x, w, gx, part, cbuf, dbuf, g, n, cout, nt) != 0:
+            bad = 1
+        if bad:
+            return -1
+        for t in range(m):
+            p = part + t * psize
+            for e in range(psize):
+                total[e] += p[e]
+        wave += m
+    return 0
+
+
+# ---------------------------------------------------------------- Python API
+
+cdef Geom make_geom(tuple x_shape, k, s, p, d, out):
+    cdef Geom g
+    g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
+    g.kh, g.kw = k
+    g.sh, g.sw = s
+    g.ph, g.pw = p
+    g.dh, g.dw = d
+    g.ho, g.wo = out
+    return g
+
+
+cdef int threads_for(double macs):
+    return 1 if macs < SERIAL_MACS else num_threads()
+
+
+cdef inline void *data(object a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Unfold x (N, C, H, W) into cols (N, C*KH*KW, H_out*W_out), as torch's F.unfold
+    (layout in the module docstring). col2im is its adjoint."""
+    cdef int t = float_array(x, "x")
+    check_ndim(x, 4, "x")
+    k, s, p, d, out = conv_geometry(x.shape[2:], kernel_size, stride, padding, dilation)
+    cdef Geom g = make_geom(x.shape, k, s, p, d, out)
+    cdef Py_ssize_t n = x.shape[0], i, chw = g.c * g.h * g.w
+    cdef Py_ssize_t csize = g.c * g.kh * g.kw * g.ho * g.wo
+    cols = np.empty((n, g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
+    cdef void *px = data(x)
+    cdef void *pc = data(cols)
+    cdef int nt = threads_for(<double>n * csize)
+    with nogil:
+        for i in prange(n, num_threads=nt, schedule='static'):
+            if t == cnp.NPY_FLOAT:
+                im2col_image(<float *>px + i * chw, <float *>pc + i * csize, &g)
+            else:
+                im2col_image(<double *>px + i * chw, <double *>pc + i * csize, &g)
+    return cols
+
+
+def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Fold cols (N, C*KH*KW, H_out*W_out) back to (N, C, H, W), summing overlapping
+    patches: the adjoint of im2col (<im2col(x), c> == <x, col2im(c)>), as torch's F.fold."""
+    cdef int t = float_array(cols, "cols")
+    check_ndim(cols, 3, "cols")
+    shape = nchw_shape(x_shape, "x_shape")
+    k, s, p, d, out = conv_geometry(shape[2:], kernel_size, stride, padding, dilation)
+    cdef Geom g = make_geom(shape, k, s, p, d, out)
+    cdef Py_ssize_t n = shape[0], i, chw = g.c * g.h * g.w
+    cdef Py_ssize_t csize = g.c * g.kh * g.kw * g.ho * g.wo
+    check_shape(cols, (n, g.c * g.kh * g.kw, g.ho * g.wo), "cols")
+    x = np.empty(shape, cols.dtype)
+    cdef void *px = data(x)
+    cdef void *pc = data(cols)
+    cdef int nt = threads_for(<double>n * csize)
+    with nogil:
+        for i in prange(n, num_threads=nt, schedule='static'):
+            if t == cnp.NPY_FLOAT:
+                col2im_image(<float *>pc + i * csize, <float *>px + i * chw, &g)
+            else:
+                col2im_image(<double *>pc + i * csize, <double *>px + i * chw, &g)
+    return x
+
+
+cdef tuple check_conv(x, weight, stride, padding, dilation):
+    """Validate x and weight; return (dtype number, Geom fields as (k, s, p, d, out))."""
+    cdef int t = float_array(x, "x")
+    same_dtype(float_array(weight, "weight"), t, weight, "weight", "x")
+    check_ndim(x, 4, "x")
+    check_ndim(weight, 4, "weight")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
+                         f"but x has {x.shape[1]} (shape {x.shape})")
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+    return t, conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+
+
+def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1):
+    """y = conv2d(x, weight) + bias, as torch.nn.functional.conv2d (groups=1).
+
+    x (N, C_in, H, W), weight (C_out, C_in, KH, KW), bias (C_out,) or None, all of
+    one dtype; returns y (N, C_out, H_out, W_out). Per image: im2col into a
+    thread-private buffer, then one GEMM with the bias fused (module docstring).
+    """
+    cdef int t
+    t, (k, s, p, d, out) = check_conv(x, weight, stride, padding, dilation)
+    cdef Geom g = make_geom(x.shape, k, s, p, d, out)
+    cdef Py_ssize_t n = x.shape[0], cout = weight.shape[0]
+    cdef Py_ssize_t K = g.c * g.kh * g.kw, L = g.ho * g.wo, kb = K
+    wext = weight
+    if bias is not None:
+        same_dtype(float_array(bias, "bias"), t, bias, "bias", "x")
+        check_shape(bias, (cout,), "bias")
+        wext = np.concatenate([weight.reshape(cout, K), bias.reshape(cout, 1)], axis=1)
+        kb = K + 1
+    # fewer images than threads: images in turn, each GEMM on all threads
+    cdef int nt = threads_for(<double>n * cout * kb * L)
+    cdef int nbuf = nt if n >= nt else 1
+    buf = np.empty((nbuf, kb, L), x.dtype)
+    if kb > K:
+        buf[:, K, :] = 1
+    y = np.empty((n, cout, g.ho, g.wo), x.dtype)
+    cdef void *px = data(x)
+    cdef void *pw = data(wext)
+    cdef void *py = data(y)
+    cdef void *pb = data(buf)
+    cdef int rc
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            rc = conv_forward_impl(<float *>px, <float *>pw, kb, <float *>py, <float *>pb,
+                                   &g, n, cout, nt)
+        else:
+            rc = conv_forward_impl(<double *>px, <double *>pw, kb, <double *>py, <double *>pb,
+                                   &g, n, cout, nt)
+    if rc != 0:
+        raise MemoryError("conv2d_forward: could not allocate GEMM packing buffers")
+    return y
+
+
+def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, input_grad=True):
+    """Gradients of conv2d_forward: (grad_x or None, grad_weight, grad_bias).
+
+    g = grad_out (N, C_out, H_out, W_out). grad_weight = sum_n g[n] @ cols[n]^T and
+    grad_bias = sum over n and positions of g, both summed in a fixed order (chunks
+    of images, partials added in chunk order): bitwise identical for any thread
+    count. grad_x = col2im(W^T @ g[n]) per image, skipped (None) when input_grad is
+    False (a first layer never needs it).
+    """
+    cdef int t
+    t, (k, s, p, d, out) = check_conv(x, weight, stride, padding, dilation)
+    same_dtype(float_array(grad_out, "grad_out"), t, grad_out, "grad_out", "x")
+    check_ndim(grad_out, 4, "grad_out")
+    cdef Geom g = make_geom(x.shape, k, s, p, d, out)
+    cdef Py_ssize_t n = x.shape[0], cout = weight.shape[0]
+    cdef Py_ssize_t K = g.c * g.kh * g.kw, L = g.ho * g.wo
+    check_shape(grad_out, (n, cout, g.ho, g.wo), "grad_out")
+    cdef bint want_x = bool(input_grad)
+    cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK
+    cdef int nt = threads_for(<double>n * cout * K * L * (3 if want_x else 2))
+    cdef int nslot = nt if nt < nchunks else max(nchunks, 1)
+    total = np.empty((cout, K + 1), x.dtype)
+    part = np.empty((nslot, cout, K + 1), x.dtype)
+    cbuf = np.empty((nslot, K + 1, L), x.dtype)
+    dbuf = np.empty(nslot * K * L if want_x else 1, x.dtype)
+    grad_x = np.empty(x.shape, x.dtype) if want_x else None
+    cdef void *pgo = data(grad_out)
+    cdef void *px = data(x)
+    cdef void *pw = data(weight)
+    cdef void *pgx = NULL
+    if want_x:
+        pgx = data(grad_x)
+    cdef void *pt = data(total)
+    cdef void *pp = data(part)
+    cdef void *pc = data(cbuf)
+    cdef void *pd = data(dbuf)
+    cdef int rc
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            rc = conv_backward_impl(<float *>pgo, <float *>px, <float *>pw, <float *>pgx,
+                                    <float *>pt, <float *>pp, <float *>pc, <float *>pd,
+                                    &g, n, cout, nt)
+        else:
+            rc = conv_backward_impl(<double *>pgo, <double *>px, <double *>pw, <double *>pgx,
+                                    <double *>pt, <double *>pp, <double *>pc, <double *>pd,
+                                    &g, n, cout, nt)
+    if rc != 0:
+        raise MemoryError("conv2d_backward: could not allocate GEMM packing buffers")
+    grad_w = np.ascontiguousarray(total[:, :K]).reshape(weight.shape)
+    return grad_x, grad_w, np.ascontiguousarray(total[:, K])

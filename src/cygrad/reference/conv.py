@@ -1,0 +1,112 @@
+"""2-D convolution, the specification: im2col / col2im and conv2d forward and backward.
+
+Layouts and semantics as PyTorch: x (N, C_in, H, W), weight (C_out, C_in, KH, KW),
+y (N, C_out, H_out, W_out) with H_out = floor((H + 2p - d*(KH-1) - 1) / s) + 1
+(torch.nn.Conv2d, groups=1, zero padding).
+
+cols layout (both backends, and torch.nn.functional.unfold): shape
+(N, C_in*KH*KW, H_out*W_out); row (c*KH + i)*KW + j, column oh*W_out + ow holds
+x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside the input). Then
+conv2d is, per image, weight.reshape(C_out, -1) @ cols[n].
+"""
+import numpy as np
+
+from cygrad.reference._checks import (check_ndim, check_shape, conv_geometry, float_array,
+                                      nchw_shape, same_dtype)
+
+
+def _tap(i, d, s, n_out):
+    """Slice of the padded input read by kernel tap i along one axis."""
+    return slice(i * d, i * d + s * (n_out - 1) + 1, s)
+
+
+def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Unfold x (N, C, H, W) into cols (N, C*KH*KW, H_out*W_out), as torch's F.unfold.
+
+    See the module docstring for the layout. col2im is its adjoint.
+    """
+    float_array(x, "x")
+    check_ndim(x, 4, "x")
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = conv_geometry(
+        (h, w), kernel_size, stride, padding, dilation)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((n, c, kh, kw, ho, wo), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[:, :, _tap(i, dh, sh, ho), _tap(j, dw, sw, wo)]
+    return cols.reshape(n, c * kh * kw, ho * wo)
+
+
+def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Fold cols (N, C*KH*KW, H_out*W_out) back to (N, C, H, W), summing overlapping
+    patches: the adjoint of im2col (<im2col(x), c> == <x, col2im(c)>), as torch's F.fold."""
+    float_array(cols, "cols")
+    check_ndim(cols, 3, "cols")
+    n, c, h, w = nchw_shape(x_shape, "x_shape")
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = conv_geometry(
+        (h, w), kernel_size, stride, padding, dilation)
+    check_shape(cols, (n, c * kh * kw, ho * wo), "cols")
+    c6 = cols.reshape(n, c, kh, kw, ho, wo)
+    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            xp[:, :, _tap(i, dh, sh, ho), _tap(j, dw, sw, wo)] += c6[:, :, i, j]
+    return np.ascontiguousarray(xp[:, :, ph:ph + h, pw:pw + w])
+
+
+def _check_conv(x, weight):
+    float_array(x, "x")
+    float_array(weight, "weight")
+    same_dtype(weight, "weight", x, "x")
+    check_ndim(x, 4, "x")
+    check_ndim(weight, 4, "weight")
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
+                         f"but x has {x.shape[1]} (shape {x.shape})")
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+
+
+def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1):
+    """y = conv2d(x, weight) + bias, as torch.nn.functional.conv2d (groups=1).
+
+    x (N, C_in, H, W), weight (C_out, C_in, KH, KW), bias (C_out,) or None;
+    returns y (N, C_out, H_out, W_out) of x's dtype.
+    """
+    _check_conv(x, weight)
+    if bias is not None:
+        float_array(bias, "bias")
+        same_dtype(bias, "bias", x, "x")
+        check_shape(bias, (weight.shape[0],), "bias")
+    n, c_out = x.shape[0], weight.shape[0]
+    cols = im2col(x, weight.shape[2:], stride=stride, padding=padding, dilation=dilation)
+    y = weight.reshape(c_out, -1) @ cols                # (N, C_out, H_out*W_out)
+    if bias is not None:
+        y += bias[:, None]
+    _, _, _, _, (ho, wo) = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    return np.ascontiguousarray(y.reshape(n, c_out, ho, wo))
+
+
+def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, input_grad=True):
+    """Gradients of conv2d_forward: (grad_x or None, grad_weight, grad_bias).
+
+    With g = grad_out (N, C_out, L) and cols = im2col(x):
+    grad_weight = sum_n g[n] @ cols[n]^T, grad_bias = sum over n and L of g,
+    grad_x = col2im(W^T @ g[n]) (skipped, None, when input_grad is False).
+    """
+    _check_conv(x, weight)
+    float_array(grad_out, "grad_out")
+    same_dtype(grad_out, "grad_out", x, "x")
+    check_ndim(grad_out, 4, "grad_out")
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
+    n, c_out = x.shape[0], weight.shape[0]
+    _, _, _, _, (ho, wo) = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    check_shape(grad_out, (n, c_out, ho, wo), "grad_out")
+    g = grad_out.reshape(n, c_out, ho * wo)
+    cols = im2col(x, weight.shape[2:], **kwargs)
+    w2 = weight.reshape(c_out, -1)
+    grad_w = (g @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)
+    grad_b = g.sum(axis=(0, 2))
+    grad_x = col2im(w2.T @ g, x.shape, weight.shape[2:], **kwargs) if input_grad else None
+    return grad_x, np.ascontiguousarray(grad_w), np.ascontiguousarray(grad_b)
