@@ -49,7 +49,7 @@ def _adjacent_views(arrays):
                 _address(a) != _address(base) + offset * item:
             return None
         offset += a.size
-    return base[start:offset]
+    return base if (start, offset) == (0, base.size) else base[start:offset]
 
 
 def flatten(params):
