@@ -97,7 +97,7 @@ def test_mismatched_model_or_optimizer_names_the_key(tmp_path):
     with pytest.raises(cg.CheckpointError, match="'model/4.weight' is missing"):
         cg.load(path, cg.models.mlp(sizes=(6, 5, 3, 3), dtype=np.float64))
     with pytest.raises(cg.CheckpointError, match="'model/2.weight' is not in the model"):
-        cg.load(path, cg.models.mlp(sizes=(6, 3), dtype=np.float64))
+        cg.load(path, cg.models.mlp(sizes=(6, 5), dtype=np.float64))
     with pytest.raises(cg.CheckpointError, match="float32"):
         cg.load(path, cg.models.mlp(sizes=(6, 5, 3)))
     with pytest.raises(cg.CheckpointError, match="holds a Adam optimizer, not a SGD"):

@@ -87,6 +87,8 @@ def read(path):
         with np.load(path, allow_pickle=False) as npz:
             for key in npz.files:
                 arrays[key] = npz[key]
+                if not isinstance(arrays[key], np.ndarray):  # npz returns non-.npy members as bytes
+                    raise CheckpointError(f"{path}: key {key!r} is not a NumPy array")
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
