@@ -71,9 +71,6 @@ def _train(args):
     recipe = RECIPES[args.model]
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
     batch_size = args.batch_size if args.batch_size is not None else recipe["batch_size"]
-    if args.threads is not None:
-        cg.set_num_threads(args.threads)
-    cg.set_backend(args.backend)
     root = _find_data(args)
     if root is None:
         return 2
@@ -106,9 +103,6 @@ def _train(args):
 def _eval(args):
     import numpy as np
     import cygrad as cg
-    cg.set_backend(args.backend)
-    if args.threads is not None:
-        cg.set_num_threads(args.threads)
     _, info = cg.io.read(args.checkpoint)
     meta = info.get("meta", {})
     name = meta.get("arch")
@@ -168,13 +162,25 @@ def build_parser():
     return parser
 
 
+def _run(args):
+    """args.func under the requested backend and thread count (both restored afterwards)."""
+    import contextlib
+    import cygrad as cg
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "backend", None):
+            stack.enter_context(cg.use_backend(args.backend))
+        if getattr(args, "threads", None) is not None:
+            stack.enter_context(cg.threads(args.threads))
+        return args.func(args)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if getattr(args, "resume", False) and not args.checkpoint:
         build_parser().error("--resume needs --checkpoint PATH")
     from cygrad.io import CheckpointError
     try:
-        return args.func(args)
+        return _run(args)
     except KeyboardInterrupt:
         print("cygrad: interrupted", file=sys.stderr)
         return 130
