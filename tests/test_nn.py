@@ -122,7 +122,6 @@ def test_conv2d_gradients(backend):
 @pytest.mark.parametrize("backend", ["reference", "kernels"])
 def test_pool_and_flatten_gradients(make, backend):
     layer = make()
-    layer.dtype = np.dtype(F64)
     x = np.random.default_rng(2).permutation(2 * 3 * 6 * 6).reshape(2, 3, 6, 6) / 7.0  # no ties
     _layer_gradcheck(layer, x, backend)
 
@@ -244,3 +243,15 @@ def test_backend_switching():
         assert cg.backend.current() is cg.reference
     finally:
         cg.set_backend("kernels")
+
+
+def test_parameter_free_layers_take_either_float_dtype():
+    for dtype in (np.float32, np.float64):
+        x = np.ones((2, 1, 4, 4), dtype)
+        layer = nn.MaxPool2d(2)
+        y = layer(x)
+        assert y.dtype == dtype and layer.backward(np.ones_like(y)).dtype == dtype
+    with pytest.raises(TypeError, match="float32 or float64"):
+        nn.Flatten()(np.ones((2, 2), np.int64))
+    with pytest.raises(TypeError, match="float64"):
+        nn.ReLU(dtype=np.float32)(np.ones((2, 2)))

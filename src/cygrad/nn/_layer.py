@@ -6,11 +6,15 @@ from cygrad.nn.module import Module
 
 
 class Layer(Module):
-    """A leaf module of one dtype whose forward caches (in train mode) what backward needs."""
+    """A leaf module whose forward caches (in train mode) what backward needs.
 
-    def __init__(self, dtype=np.float32):
+    dtype: float32 or float64 for layers with parameters (their inputs must match);
+    None (the default of parameter-free layers) accepts either.
+    """
+
+    def __init__(self, dtype=None):
         super().__init__()
-        self.dtype = float_dtype(dtype)
+        self.dtype = None if dtype is None else float_dtype(dtype)
         self._cache = None
 
     def _input(self, x, ndim=None, what=None):
@@ -19,8 +23,10 @@ class Layer(Module):
             raise TypeError(f"{self!r}: input must be a numpy.ndarray, got {type(x).__name__}")
         if ndim is not None and x.ndim != ndim:
             raise ValueError(f"{self!r}: expected a {ndim}-D input {what or ''}, got shape {x.shape}")
-        if x.dtype != self.dtype:
+        if self.dtype is not None and x.dtype != self.dtype:
             raise TypeError(f"{self!r}: input has dtype {x.dtype}, the layer is {self.dtype}")
+        if x.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{self!r}: input must be float32 or float64, got {x.dtype}")
         return np.ascontiguousarray(x)
 
     def _save(self, *values):
@@ -32,15 +38,16 @@ class Layer(Module):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or forward ran in eval mode, which caches nothing)")
-        if not isinstance(grad_out, np.ndarray) or grad_out.dtype != self.dtype:
-            raise TypeError(f"{type(self).__name__}.backward: grad_out must be a {self.dtype} ndarray")
+        if not isinstance(grad_out, np.ndarray) or grad_out.dtype != self._out_dtype:
+            raise TypeError(f"{type(self).__name__}.backward: grad_out must be a "
+                            f"{self._out_dtype} ndarray like the forward output")
         if grad_out.shape != self._out_shape:
             raise ValueError(f"{type(self).__name__}.backward: grad_out has shape {grad_out.shape}, "
                              f"forward produced {self._out_shape}")
         return self._cache
 
     def _output(self, y):
-        self._out_shape = y.shape
+        self._out_shape, self._out_dtype = y.shape, y.dtype
         return y
 
 

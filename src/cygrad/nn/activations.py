@@ -22,7 +22,7 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """x if x > 0 else negative_slope * x (torch default slope 0.01)."""
 
-    def __init__(self, negative_slope=0.01, *, dtype=np.float32):
+    def __init__(self, negative_slope=0.01, *, dtype=None):
         super().__init__(dtype)
         self.negative_slope = float(negative_slope)
 
@@ -67,7 +67,7 @@ class Tanh(Layer):
 
 
 class _Pool2d(Layer):
-    def __init__(self, kernel_size, stride=None, padding=0, *, dtype=np.float32):
+    def __init__(self, kernel_size, stride=None, padding=0, *, dtype=None):
         super().__init__(dtype)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
@@ -140,7 +140,7 @@ class Dropout(Layer):
     `seed` defaults to a draw from `rng` (or cygrad's global generator).
     """
 
-    def __init__(self, p=0.5, *, seed=None, rng=None, dtype=np.float32):
+    def __init__(self, p=0.5, *, seed=None, rng=None, dtype=None):
         super().__init__(dtype)
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout probability must be in [0, 1), got {p}")

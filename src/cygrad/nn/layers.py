@@ -15,7 +15,7 @@ class Linear(Layer):
     """
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
-        super().__init__(dtype)
+        super().__init__(np.float32 if dtype is None else dtype)
         self.in_features, self.out_features = int(in_features), int(out_features)
         rng = init.generator(rng)
         shape = (self.out_features, self.in_features)
@@ -60,7 +60,7 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  bias=True, *, dtype=np.float32, rng=None):
-        super().__init__(dtype)
+        super().__init__(np.float32 if dtype is None else dtype)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
