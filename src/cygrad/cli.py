@@ -86,7 +86,7 @@ def _train(args):
             "optimizer": args.optimizer, "lr": args.lr, "l1": args.l1}
     t0 = time.perf_counter()
     history = cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt, train_loader, epochs=epochs,
-                           val_loader=test_loader, progress=not args.no_progress,
+                           val_loader=test_loader, progress="epoch" if args.no_progress else True,
                            checkpoint=args.checkpoint, resume=args.resume, l1=args.l1, meta=meta)
     wall = time.perf_counter() - t0
     print("epoch  train_loss  train_acc  test_loss  test_acc  seconds  images/s")
@@ -150,7 +150,7 @@ def build_parser():
     p.add_argument("--checkpoint", metavar="PATH", help="save model + optimizer after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per epoch only)")
     _data_options(p)
     p.set_defaults(func=_train)
 

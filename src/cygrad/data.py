@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cygrad.io import file_mode
+
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -134,6 +136,7 @@ def _fetch(url, target, sha256, timeout):
     checked, fsync, rename. Anything wrong raises and leaves no partial file."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
     try:
+        os.chmod(tmp, file_mode())
         h, received = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")

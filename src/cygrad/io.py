@@ -52,6 +52,7 @@ def save(path, model, optimizer=None, /, **meta):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -62,6 +63,13 @@ def save(path, model, optimizer=None, /, **meta):
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def file_mode():
+    """The permissions a newly created file gets under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(directory):

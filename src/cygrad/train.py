@@ -69,6 +69,8 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     an existing checkpoint continues after its last epoch: the data order depends only
     on (seed, epoch) and all state is restored, so the result is bitwise identical to an
     uninterrupted run. `meta` (JSON-serialisable) is stored in every checkpoint.
+    progress: True (a tqdm bar with loss, accuracy and images/s, and a line per epoch on
+    stderr), 'epoch' (the lines only) or False (silent).
     """
     history = {k: [] for k in HISTORY_KEYS}
     start = 0
@@ -80,7 +82,7 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     for epoch in range(start, epochs):
         train_loader.set_epoch(epoch)
         model.train()
-        bar = _progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress)
+        bar = _progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress is True)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         try:
             for i, (xb, yb) in enumerate(train_loader):
