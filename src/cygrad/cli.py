@@ -150,7 +150,8 @@ def build_parser():
     p.add_argument("--checkpoint", metavar="PATH", help="save model + optimizer after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per epoch only)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (a line per epoch only)")
     _data_options(p)
     p.set_defaults(func=_train)
 
