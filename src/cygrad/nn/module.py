@@ -23,6 +23,10 @@ class Module:
 
     def __setattr__(self, name, value):
         params, modules = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
+        if params is not None and name not in params and name not in modules and \
+                not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # the common case (caches in forward): no registry
+            return
         if params is None:
             raise AttributeError(f"call Module.__init__() in {type(self).__name__}.__init__ first")
         params.pop(name, None)
