@@ -95,9 +95,17 @@ def _fake_loaders(fake_mnist, batch_size=32):
     return cg.data.mnist_loaders(fake_mnist, batch_size=batch_size, seed=5, test_batch_size=64)
 
 
-def _fit(fake_mnist, tmp_path, epochs, seed=0, **kwargs):
+def _model(seed, dropout):
+    if not dropout:
+        return cg.models.mlp(sizes=(784, 32, 10), seed=seed)
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(784, 32, rng=rng), nn.ReLU(), nn.Dropout(0.3, rng=rng),
+                         nn.Linear(32, 10, rng=rng))
+
+
+def _fit(fake_mnist, tmp_path, epochs, seed=0, dropout=False, **kwargs):
     train, test = _fake_loaders(fake_mnist)
-    model = cg.models.mlp(sizes=(784, 32, 10), seed=seed)
+    model = _model(seed, dropout)
     opt = optim.Adam(model.parameters(), lr=1e-3)
     history = cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, val_loader=test,
                            progress=False, **kwargs)
@@ -108,12 +116,14 @@ def _same_run(h1, h2):
     return all(h1[k] == h2[k] for k in h1 if k not in ("seconds", "images_per_s"))
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(fake_mnist, tmp_path):
-    full, full_opt, full_hist = _fit(fake_mnist, tmp_path, 3)
+@pytest.mark.parametrize("dropout", [False, True])
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(fake_mnist, tmp_path, dropout):
+    full, full_opt, full_hist = _fit(fake_mnist, tmp_path, 3, dropout=dropout)
     ck = tmp_path / "ck.npz"
-    _fit(fake_mnist, tmp_path, 1, checkpoint=ck)
-    # a fresh process would build the model from another seed: resume must overwrite it all
-    resumed, resumed_opt, hist = _fit(fake_mnist, tmp_path, 3, seed=99, checkpoint=ck, resume=True)
+    _fit(fake_mnist, tmp_path, 1, checkpoint=ck, dropout=dropout)
+    # resume must restore everything: weights, optimizer state, data order, dropout stream
+    resumed, resumed_opt, hist = _fit(fake_mnist, tmp_path, 3, checkpoint=ck, resume=True,
+                                      dropout=dropout, seed=99)
     assert np.array_equal(full.flat_buffers()[0], resumed.flat_buffers()[0])
     assert all(np.array_equal(full_opt.state[k], resumed_opt.state[k]) for k in full_opt.state)
     assert hist["epoch"] == [1, 2, 3] and _same_run(full_hist, hist)

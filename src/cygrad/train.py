@@ -41,13 +41,14 @@ def evaluate(model, loader, loss_fn=None):
 
 
 def _dropout_state(model):
-    return {name: m.calls for name, m in model.named_modules() if hasattr(m, "calls")}
+    """Each Dropout's (seed, calls): where its mask stream continues."""
+    return {name: [m.seed, m.calls] for name, m in model.named_modules() if hasattr(m, "calls")}
 
 
 def _restore_dropout(model, state):
     for name, m in model.named_modules():
         if name in state and hasattr(m, "calls"):
-            m.calls = int(state[name])
+            m.seed, m.calls = (int(v) for v in state[name])
 
 
 def _progress_bar(total, desc, enabled):
