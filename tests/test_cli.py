@@ -30,9 +30,14 @@ def test_train_eval_resume(fake_mnist, tmp_path, capsys):
     acc = float(capsys.readouterr().out.split("test accuracy")[1])
     assert acc == cg.io.read(ck)[1]["meta"]["history"]["val_accuracy"][0]
     assert main(args + ["--epochs", "2", "--resume"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "warning" not in captured.err
     assert "\n    2 " in out and cg.io.read(ck)[1]["meta"]["epoch"] == 2
     assert cg.get_num_threads() == threads  # --threads does not leak out of main()
+    assert main(args + ["--epochs", "3", "--resume", "--lr", "0.01"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: resuming" in err and "lr 0.001 -> 0.01" in err
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum", "adagrad", "rmsprop", "adamw"])

@@ -7,6 +7,7 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
 RECIPES = {"mlp": {"epochs": 10, "batch_size": 64}, "cnn": {"epochs": 5, "batch_size": 32}}
 OPTIMIZERS = ("adam", "sgd", "momentum", "adagrad", "rmsprop", "adamw")
@@ -84,6 +85,13 @@ def _train(args):
           f"{cg.get_num_threads()} threads, backend {cg.get_backend()}", file=sys.stderr)
     meta = {"arch": args.model, "dtype": dtype.name, "seed": args.seed, "batch_size": batch_size,
             "optimizer": args.optimizer, "lr": args.lr, "l1": args.l1}
+    if args.resume and args.checkpoint and Path(args.checkpoint).exists():
+        saved = cg.io.read(args.checkpoint)[1]["meta"]
+        changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in meta.items() if k in saved and saved[k] != v]
+        if changed:
+            print(f"cygrad: warning: resuming {args.checkpoint} with other settings than it was "
+                  f"trained with ({', '.join(changed)}): the result will differ from an "
+                  "uninterrupted run", file=sys.stderr)
     t0 = time.perf_counter()
     history = cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt, train_loader, epochs=epochs,
                            val_loader=test_loader, progress="epoch" if args.no_progress else True,
