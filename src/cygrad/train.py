@@ -81,9 +81,11 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
         history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
         _restore_dropout(model, saved.get("dropout", {}))
     for epoch in range(start, epochs):
-        train_loader.set_epoch(epoch)
+        if hasattr(train_loader, "set_epoch"):  # the data order depends on (seed, epoch) only
+            train_loader.set_epoch(epoch)
         model.train()
-        bar = _progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress is True)
+        total = len(train_loader) if hasattr(train_loader, "__len__") else None
+        bar = _progress_bar(total, f"epoch {epoch + 1}/{epochs}", progress is True)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         try:
             for i, (xb, yb) in enumerate(train_loader):
@@ -95,7 +97,7 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
                 correct = None if c is None or correct is None else correct + c
                 if bar is not None:
                     bar.update(1)
-                    if i % 25 == 0 or i == len(train_loader) - 1:
+                    if i % 25 == 0 or i + 1 == total:
                         rate = seen / max(time.perf_counter() - t0, 1e-9)
                         post = {"loss": f"{loss_sum / seen:.4f}", "img/s": f"{rate:,.0f}"}
                         if correct is not None:
