@@ -1,0 +1,123 @@
+"""cygrad.optim: one kernel call per step over the flat buffer, torch.optim equivalence, state."""
+import numpy as np
+import pytest
+
+import cygrad as cg
+from cygrad import nn, optim
+
+CASES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.2)),
+    ("RMSprop", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True)),
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.5, amsgrad=True)),
+]
+
+
+def _params(seed=0):
+    rng = np.random.default_rng(seed)
+    return [nn.Parameter(rng.standard_normal(s)) for s in ((3, 4), (4,), (2, 2, 3))]
+
+
+def _grads(params, step):
+    rng = np.random.default_rng(100 + step)
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.shape)
+
+
+@pytest.mark.parametrize("backend", ["kernels", "reference"])
+@pytest.mark.parametrize("name,kwargs", CASES)
+def test_matches_torch_optim(name, kwargs, backend):
+    torch = pytest.importorskip("torch")
+    params = _params()
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    opt = getattr(optim, name)(params, **kwargs)
+    topt = getattr(torch.optim, name)(tparams, foreach=False, **kwargs)
+    with cg.use_backend(backend):
+        for step in range(8):
+            _grads(params, step)
+            for p, t in zip(params, tparams):
+                t.grad = torch.from_numpy(p.grad.copy())
+            opt.step()
+            topt.step()
+    for p, t in zip(params, tparams):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_step_is_one_kernel_call_on_the_flat_buffer(monkeypatch):
+    model = cg.models.mlp(sizes=(8, 6, 3))
+    data, grad = model.flat_buffers()
+    calls = []
+    real = cg.kernels.adam_step
+    monkeypatch.setattr(cg.kernels, "adam_step",
+                        lambda *a, **k: (calls.append(a), real(*a, **k))[1])
+    opt = optim.Adam(model.parameters())
+    assert opt.data is data and opt.grad is grad
+    assert all(buf.shape == data.shape for buf in opt.state.values())
+    grad[...] = 1.0
+    before = data.copy()
+    opt.step()
+    assert len(calls) == 1 and calls[0][0] is data and calls[0][1] is grad
+    assert np.all(data < before)  # every parameter moved against its gradient
+    opt.zero_grad()
+    assert not grad.any()
+
+
+def test_separate_parameters_are_gathered_into_one_buffer():
+    a, b = nn.Linear(3, 2, dtype=np.float64), nn.Linear(2, 1, dtype=np.float64)
+    weights = a.weight.data.copy()
+    opt = optim.SGD(a.parameters() + b.parameters(), lr=0.1)
+    assert opt.data.size == 6 + 2 + 2 + 1 and a.weight.data.base is opt.data
+    assert np.array_equal(a.weight.data, weights)
+    b(a(np.ones((1, 3))))
+    a.backward(b.backward(np.ones((1, 1))))
+    assert a.weight.grad.base is opt.grad and np.array_equal(opt.grad[:6], a.weight.grad.ravel())
+    assert opt.grad[:6].any()
+
+
+def test_state_dict_round_trip_continues_identically():
+    params, copies = _params(1), _params(1)
+    opt = optim.Adam(params, lr=0.01, amsgrad=True)
+    for step in range(3):
+        _grads(params, step)
+        opt.step()
+    other = optim.Adam(copies, lr=0.5, amsgrad=True)
+    for p, q in zip(params, copies):
+        q.data[...] = p.data
+    other.load_state_dict(opt.state_dict())
+    assert other.lr == 0.01 and other.step_count == 3
+    for step in range(3, 6):
+        _grads(params, step)
+        _grads(copies, step)
+        opt.step()
+        other.step()
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(params, copies))
+    with pytest.raises(ValueError, match="Adam"):
+        optim.SGD(_params(), momentum=0.9).load_state_dict(opt.state_dict())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="lr"):
+        optim.SGD(_params(), lr=-1)
+    with pytest.raises(ValueError, match="Nesterov"):
+        optim.SGD(_params(), lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="beta"):
+        optim.Adam(_params(), betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="empty"):
+        optim.Adam([])
+    with pytest.raises(TypeError, match="mix dtypes"):
+        optim.Adam([nn.Parameter(np.zeros(2)), nn.Parameter(np.zeros(2, np.float32))])
+
+
+def test_torch_defaults():
+    p = _params()
+    assert optim.SGD(p).hyper == dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                                      nesterov=False)
+    assert optim.Adam(p).hyper["betas"] == (0.9, 0.999) and optim.Adam(p).lr == 1e-3
+    assert optim.AdamW(p).hyper["weight_decay"] == 1e-2
+    assert optim.RMSprop(p).hyper["alpha"] == 0.99 and optim.Adagrad(p).hyper["eps"] == 1e-10
