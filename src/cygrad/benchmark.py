@@ -82,7 +82,7 @@ def _torch_impl(model_name, state_dict, threads):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     def predict(x):
         model.eval()
