@@ -41,7 +41,8 @@ def _cygrad_impl(model_name, backend, threads, seed):
             model.train()
             loss = loss_fn(model(x), y)
             opt.zero_grad()
-            model.backward(loss_fn.backward())
+            # the input needs no gradient (torch computes none for it either)
+            model.backward(loss_fn.backward(), input_grad=False)
             opt.step()
         return loss
 
@@ -147,6 +148,7 @@ def run(models=MODELS, batch_sizes=(32, 64, 256), threads=(1, 2), steps=None, re
                     state = {k: np.array(v) for k, v in model.state_dict().items()}
             # the reference backend is slow: fewer repeats
             reps = repeats if impl != "reference" else max(1, min(repeats, 3))
+            time.sleep(0.05)  # let the previous runtime's spinning threads go idle
             with limit():
                 for mode, fn in (("train", train_step), ("eval", lambda x, y: predict(x))):
                     if bar is not None:
