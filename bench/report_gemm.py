@@ -14,25 +14,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm_cases import DL, SQUARE, flops, runners  # noqa: E402
 
 
-def interleaved_medians(fns, repeat, min_time=0.02):
-    """Median seconds per call of each callable, timing them in turn (A B C A B C ...)
-    so that noise from a shared machine falls on all of them alike."""
-    inner = {}
+def block_medians(fns, repeat, min_time=0.02, settle=0.1):
+    """Median seconds per call of each callable, timed in one block per implementation.
+
+    Blocks, not interleaving: OpenMP and OpenBLAS worker threads spin for a while
+    after each call, and on a 2-core machine a spinning runtime steals the cores of
+    the next one. A pause between blocks lets them go idle first.
+    """
+    out = {}
     for name, (fn, limit) in fns.items():
+        time.sleep(settle)
         with limit():
             fn()
             t0 = time.perf_counter()
             fn()
-            inner[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
-    times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, (fn, limit) in fns.items():
-            with limit():
+            inner = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+            times = []
+            for _ in range(repeat):
                 t0 = time.perf_counter()
-                for _ in range(inner[name]):
+                for _ in range(inner):
                     fn()
-                times[name].append((time.perf_counter() - t0) / inner[name])
-    return {name: float(np.median(t)) for name, t in times.items()}
+                times.append((time.perf_counter() - t0) / inner)
+        out[name] = float(np.median(times))
+    return out
 
 
 def main():
@@ -52,7 +56,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for threads in [int(t) for t in args.threads.split(",")]:
         for case, dtype in cases:
-            med = interleaved_medians(runners(case, dtype, threads), args.repeat)
+            med = block_medians(runners(case, dtype, threads), args.repeat)
             gf = {name: flops(case) / t / 1e9 for name, t in med.items()}
             t = gf.get("torch")
             print(f"| {case[0]} | {np.dtype(dtype).name} | {threads} | {gf['cygrad']:.1f} | {gf['numpy']:.1f} | "
