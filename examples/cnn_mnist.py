@@ -19,15 +19,15 @@ def main():
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int)
     p.add_argument("--checkpoint", help="save model + optimizer here after every epoch")
-    p.add_argument("--quick", action="store_true", help="3,000 images, 1 epoch, assert > 85 %%")
+    p.add_argument("--quick", action="store_true", help="2,000 images, 1 epoch, assert > 85 %%")
     args = p.parse_args()
     if args.threads:
         cg.set_num_threads(args.threads)
     x_train, y_train, x_test, y_test = mnist_or_exit(args.data, args.quick)
     epochs = 1 if args.quick else args.epochs
     if args.quick:
-        x_train, y_train = subset(x_train, y_train, 3000)
-        x_test, y_test = subset(x_test, y_test, 1000)
+        x_train, y_train = subset(x_train, y_train, 2000)
+        x_test, y_test = subset(x_test, y_test, 500)
 
     model = cg.models.cnn(seed=0)
     model.summary((1, 28, 28))

@@ -67,14 +67,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--threads", type=int)
-    p.add_argument("--quick", action="store_true", help="3,000 images, 1 epoch, assert > 80 %%")
+    p.add_argument("--quick", action="store_true", help="1,500 images, 1 epoch, assert > 70 %%")
     args = p.parse_args()
     if args.threads:
         cg.set_num_threads(args.threads)
     x_train, y_train, x_test, y_test = mnist_or_exit(args.data, args.quick)
     if args.quick:
-        x_train, y_train = subset(x_train, y_train, 3000)
-        x_test, y_test = subset(x_test, y_test, 1000)
+        x_train, y_train = subset(x_train, y_train, 1500)
+        x_test, y_test = subset(x_test, y_test, 500)
     to_float = cg.data.Normalize(shape=(1, 28, 28))
     train = cg.data.DataLoader(x_train, y_train, args.batch_size, seed=0, transform=to_float)
     test = cg.data.DataLoader(x_test, y_test, 1000, shuffle=False, transform=to_float)
@@ -96,7 +96,7 @@ def main():
               f"hand-written vs kernel gradients agree to {worst:.1e} over {len(losses)} steps, "
               f"{time.perf_counter() - t0:.0f} s")
     if args.quick:
-        check(acc > 0.8, f"test accuracy {acc:.4f} > 0.80 and every step's derivatives "
+        check(acc > 0.7, f"test accuracy {acc:.4f} > 0.70 and every step's derivatives "
                          f"matched cygrad's (worst {worst:.1e} <= {rtol:.0e})")
 
 

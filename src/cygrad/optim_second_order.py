@@ -265,6 +265,7 @@ class Newton(_ClosureOptimizer):
                          line_search=line_search)
         self.hessian_fn = hessian_fn
         self.damping = 0.0  # the tau of the last factorisation
+        self.n_iter = 0
 
     def hessian(self):
         n = self.data.size
@@ -300,6 +301,7 @@ class Newton(_ClosureOptimizer):
         for _ in range(h["max_iter"]):
             if np.abs(g).max() <= tol_grad:
                 break
+            self.n_iter += 1
             d = self.direction(self.hessian(), g).astype(self.data.dtype)
             gtd = float(np.dot(g, d))
             prev_loss = loss
