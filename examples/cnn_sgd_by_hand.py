@@ -76,7 +76,8 @@ def main():
         x_train, y_train = subset(x_train, y_train, 1500)
         x_test, y_test = subset(x_test, y_test, 500)
     to_float = cg.data.Normalize(shape=(1, 28, 28))
-    train = cg.data.DataLoader(x_train, y_train, args.batch_size, seed=0, transform=to_float)
+    batch_size = 16 if args.quick else args.batch_size     # --quick: more steps on fewer images
+    train = cg.data.DataLoader(x_train, y_train, batch_size, seed=0, transform=to_float)
     test = cg.data.DataLoader(x_test, y_test, 1000, shuffle=False, transform=to_float)
     model = cg.models.cnn(seed=0)
     rtol = 1e-5                                        # float32 kernels against NumPy

@@ -17,14 +17,14 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int)
-    p.add_argument("--quick", action="store_true", help="5,000 images, 2 epochs, assert > 85 %%")
+    p.add_argument("--quick", action="store_true", help="3,000 images, 2 epochs, assert > 85 %%")
     args = p.parse_args()
     if args.threads:
         cg.set_num_threads(args.threads)
     x_train, y_train, x_test, y_test = mnist_or_exit(args.data, args.quick)
     epochs = 2 if args.quick else args.epochs
     if args.quick:
-        x_train, y_train = subset(x_train, y_train, 5000)
+        x_train, y_train = subset(x_train, y_train, 3000)
         x_test, y_test = subset(x_test, y_test, 1000)
 
     to_float = cg.data.Normalize(shape=(784,))     # (x / 255 - 0.1307) / 0.3081, flattened
