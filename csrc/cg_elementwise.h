@@ -1,4 +1,4 @@
-/* Elementwise loops of the activation and Adam kernels, float32 and float64.
+/* Elementwise loops of the activation, softmax and Adam kernels, float32 and float64.
  *
  * Header-only (included by kernels/activations.pyx and kernels/optim.pyx, which
  * split the work between threads and call these on contiguous slices). On
@@ -43,14 +43,98 @@ enum cg_map_op {
     case CG_TANH_BW:    for (i = 0; i < n; i++) y[i] = a[i] * (one - b[i] * b[i]); break;      \
     }
 
-CG_MULTIVERSION static void cg_map_f32(int op, const float *restrict a, const float *restrict b,
+CG_MULTIVERSION static void cg_map_f32(int op, const float *a, const float *b,
                                        float *y, long n, float s) {
     CG_MAP_BODY(float, cg_expf, cg_tanhf)
 }
 
-CG_MULTIVERSION static void cg_map_f64(int op, const double *restrict a, const double *restrict b,
+CG_MULTIVERSION static void cg_map_f64(int op, const double *a, const double *b,
                                        double *y, long n, double s) {
     CG_MAP_BODY(double, exp, tanh)
+}
+
+/* Row reductions of softmax, log_softmax and cross_entropy. CG_LANES independent
+ * accumulators, combined in a fixed order (never a thread-dependent one); sums of
+ * float32 values accumulate in float64. The max skips NaN only lane-wise: a NaN
+ * still poisons the exp sum, so a row with a NaN gives NaN, as in torch. */
+#if defined(__GNUC__)
+#define CG_INLINE static inline __attribute__((always_inline))  /* into each clone */
+#else
+#define CG_INLINE static inline
+#endif
+#define CG_LANES 8
+#define CG_EXP_TILE 256
+#define CG_ROW_HELPERS(T, SFX, EXP)                                                  \
+CG_INLINE T cg_row_max_##SFX(const T *x, long c) {                              \
+    T acc[CG_LANES], m = x[0];                                                      \
+    long j, k, full = c - c % CG_LANES;                                             \
+    for (k = 0; k < CG_LANES; k++) acc[k] = x[0];                                   \
+    for (j = 0; j < full; j += CG_LANES)                                            \
+        for (k = 0; k < CG_LANES; k++) acc[k] = x[j + k] > acc[k] ? x[j + k] : acc[k]; \
+    for (j = full; j < c; j++) m = x[j] > m ? x[j] : m;                             \
+    for (k = 0; k < CG_LANES; k++) m = acc[k] > m ? acc[k] : m;                     \
+    return m;                                                                       \
+}                                                                                   \
+CG_INLINE double cg_sum_##SFX(const T *e, long n) {                             \
+    double acc[CG_LANES], s = 0.0;                                                  \
+    long j, k, full = n - n % CG_LANES;                                             \
+    for (k = 0; k < CG_LANES; k++) acc[k] = 0.0;                                    \
+    for (j = 0; j < full; j += CG_LANES)                                            \
+        for (k = 0; k < CG_LANES; k++) acc[k] += e[j + k];                          \
+    for (k = 0; k < CG_LANES; k++) s += acc[k];                                     \
+    for (j = full; j < n; j++) s += e[j];                                           \
+    return s;                                                                       \
+}                                                                                   \
+/* sum_j exp(x_j - m) in float64; the exp values are left in e (which may be x) */  \
+CG_INLINE double cg_exp_sum_body_##SFX(const T *x, T m, T *e, long c) {              \
+    long j;                                                                         \
+    for (j = 0; j < c; j++) e[j] = EXP(x[j] - m);                                   \
+    return cg_sum_##SFX(e, c);                                                      \
+}                                                                                   \
+/* softmax (or log_softmax) of rows [r0, r1) of a (rows, c) array; y may be x */    \
+CG_INLINE void cg_softmax_rows_body_##SFX(const T *x, T *y, long r0, long r1,   \
+                                               long c, int take_log) {              \
+    T tile[CG_EXP_TILE];                                                            \
+    long r, j, j0;                                                                  \
+    for (r = r0; r < r1; r++) {                                                     \
+        const T *xr = x + r * c;                                                    \
+        T *yr = y + r * c;                                                          \
+        T m = cg_row_max_##SFX(xr, c);                                              \
+        if (!take_log) {                                                            \
+            double inv = 1.0 / cg_exp_sum_body_##SFX(xr, m, yr, c);                      \
+            for (j = 0; j < c; j++) yr[j] = (T)(yr[j] * inv);                       \
+        } else {                                                                    \
+            /* exps summed tile by tile, so y = x keeps x for the last pass */      \
+            double s = 0.0, lse;                                                    \
+            for (j0 = 0; j0 < c; j0 += CG_EXP_TILE)                                 \
+                s += cg_exp_sum_body_##SFX(xr + j0, m, tile,                             \
+                                      c - j0 < CG_EXP_TILE ? c - j0 : CG_EXP_TILE); \
+            lse = m + log(s);                                                       \
+            for (j = 0; j < c; j++) yr[j] = (T)(xr[j] - lse);                       \
+        }                                                                           \
+    }                                                                               \
+}
+
+CG_ROW_HELPERS(float, f32, cg_expf)
+CG_ROW_HELPERS(double, f64, exp)
+
+/* for callers compiled for the baseline ISA (cross_entropy's rows) */
+CG_MULTIVERSION static double cg_exp_sum_f32(const float *x, float m, float *e, long c) {
+    return cg_exp_sum_body_f32(x, m, e, c);
+}
+
+CG_MULTIVERSION static double cg_exp_sum_f64(const double *x, double m, double *e, long c) {
+    return cg_exp_sum_body_f64(x, m, e, c);
+}
+
+CG_MULTIVERSION static void cg_softmax_rows_f32(const float *x, float *y, long r0, long r1,
+                                                long c, int take_log) {
+    cg_softmax_rows_body_f32(x, y, r0, r1, c, take_log);
+}
+
+CG_MULTIVERSION static void cg_softmax_rows_f64(const double *x, double *y, long r0, long r1,
+                                                long c, int take_log) {
+    cg_softmax_rows_body_f64(x, y, r0, r1, c, take_log);
 }
 
 /* One Adam/AdamW step on a slice (torch.optim.Adam, single-tensor algorithm):

@@ -22,6 +22,9 @@ int cg_get_isa(void);
 int cg_set_isa(int isa);             /* 0 ok, -1 unsupported on this CPU */
 const char *cg_isa_name(int isa);
 
+/* 0: the GEMM picks its small or large path by size; 1/2: force one (tests). */
+extern int cg_gemm_force_path;
+
 int cg_sgemm(int trans_a, int trans_b, cg_int m, cg_int n, cg_int k,
              float alpha, const float *a, cg_int lda, const float *b, cg_int ldb,
              float beta, float *c, cg_int ldc, int nthreads);

@@ -10,6 +10,15 @@
 #define PASTE_(a, b) a##b
 #define PASTE(a, b) PASTE_(a, b)
 #define CG_MAX_TILE 512 /* largest MR * NR over all kernels */
+/* Below this many flops a problem takes the small path (no shared packing). */
+#define CG_SMALL_FLOPS 5e8
+/* Scratch up to this size lives on the caller's stack (single-threaded small calls). */
+#define CG_STACK_SCRATCH 32768
+/* Each thread should get at least this much work. */
+#define CG_FLOPS_PER_THREAD 1e6
+
+/* 0: choose by size; 1: small path; 2: large path (benchmarks and tests). */
+int cg_gemm_force_path = 0;
 
 static void *cg_aligned_alloc(size_t bytes)
 {

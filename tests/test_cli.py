@@ -92,3 +92,9 @@ def test_console_entry_point_module():
     for option in ("--epochs", "--batch-size", "--lr", "--optimizer", "--threads", "--data",
                    "--checkpoint", "--resume", "--backend", "--seed"):
         assert option in proc.stdout
+
+
+def test_bench_subcommand_runs(capsys):
+    assert main(["bench", "--model", "mlp", "--batch-size", "8", "--threads", "1", "--steps", "1",
+                 "--repeats", "1", "--no-reference", "--no-progress"]) == 0
+    assert "| mlp | 8 | 1 |" in capsys.readouterr().out

@@ -20,7 +20,8 @@ def _trained(seed=0):
 
 def test_round_trip_restores_model_optimizer_and_meta(tmp_path):
     model, opt = _trained()
-    path = cg.save(tmp_path / "ck.npz", model, opt, epoch=3, note="hi", history={"loss": [1.5]})
+    path = cg.save(tmp_path / "ck.npz", model, opt, epoch=np.int64(3), note="hi",
+                   history={"loss": [1.5]})
     other, other_opt = _trained(seed=9)
     meta = cg.load(path, other, other_opt)
     assert meta == {"epoch": 3, "note": "hi", "history": {"loss": [1.5]}}
@@ -30,6 +31,9 @@ def test_round_trip_restores_model_optimizer_and_meta(tmp_path):
     assert all(np.array_equal(opt.state[k], other_opt.state[k]) for k in opt.state)
     meta = cg.load(path, cg.models.mlp(sizes=(6, 5, 3), dtype=np.float64))  # model only
     assert meta["epoch"] == 3
+    with pytest.raises(TypeError, match="JSON"):
+        cg.save(tmp_path / "other.npz", model, note=object())
+    assert not (tmp_path / "other.npz").exists()
 
 
 def test_file_holds_plain_arrays_only(tmp_path):
@@ -73,6 +77,9 @@ def test_corrupt_truncated_and_foreign_files_raise_checkpoint_error(tmp_path):
     np.savez(bad, x=np.zeros(3))
     with pytest.raises(cg.CheckpointError, match="'__meta__' is missing"):
         cg.load(bad, model)
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    with pytest.raises(cg.CheckpointError, match="single NumPy array"):
+        cg.load(tmp_path / "array.npy", model)
     with pytest.raises(cg.CheckpointError, match="no such checkpoint"):
         cg.load(tmp_path / "missing.npz", model)
     assert issubclass(cg.CheckpointError, ValueError)

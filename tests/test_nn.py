@@ -255,3 +255,10 @@ def test_parameter_free_layers_take_either_float_dtype():
         nn.Flatten()(np.ones((2, 2), np.int64))
     with pytest.raises(TypeError, match="float64"):
         nn.ReLU(dtype=np.float32)(np.ones((2, 2)))
+
+
+def test_shared_parameters_are_listed_once():
+    shared = nn.Linear(3, 3, dtype=F64)
+    model = nn.Sequential(shared, nn.Tanh(), shared)
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    assert model.flat_buffers()[0].size == 12

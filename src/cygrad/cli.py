@@ -3,6 +3,7 @@
   cygrad info                        version, OpenMP, instruction set, threads
   cygrad train mlp|cnn [options]     train on MNIST, evaluate on the test set each epoch
   cygrad eval CHECKPOINT             test accuracy of a checkpoint written by train
+  cygrad bench [options]             training-step throughput vs reference and PyTorch
 """
 import argparse
 import sys
@@ -168,6 +169,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=1000)
     _data_options(p)
     p.set_defaults(func=_eval)
+
+    from cygrad import benchmark
+    benchmark.add_parser(sub)
     return parser
 
 
@@ -178,7 +182,7 @@ def _run(args):
     with contextlib.ExitStack() as stack:
         if getattr(args, "backend", None):
             stack.enter_context(cg.use_backend(args.backend))
-        if getattr(args, "threads", None) is not None:
+        if isinstance(getattr(args, "threads", None), int):  # (bench takes a list: its own)
             stack.enter_context(cg.threads(args.threads))
         return args.func(args)
 

@@ -34,6 +34,13 @@ def _digest(arrays):
     return h.hexdigest()
 
 
+def _plain(value):
+    """NumPy scalars and small arrays in meta become plain JSON values."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def _text(s):
     return np.array(s)  # a 0-d unicode array: no pickle needed
 
@@ -47,7 +54,10 @@ def save(path, model, optimizer=None, /, **meta):
         sd = optimizer.state_dict()
         arrays.update({f"optim/{k}": v for k, v in sd["state"].items()})
         info["optimizer"] = {"type": sd["type"], "step": sd["step"], "hyper": sd["hyper"]}
-    arrays[_META] = _text(json.dumps(info))
+    try:
+        arrays[_META] = _text(json.dumps(info, default=_plain))
+    except TypeError as e:
+        raise TypeError(f"checkpoint meta must be JSON-serialisable: {e}") from None
     arrays[_CHECKSUM] = _text(_digest(arrays))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -92,7 +102,10 @@ def read(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
     arrays, key = {}, None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise CheckpointError(f"{path}: a single NumPy array, not a cygrad checkpoint (.npz)")
+        with npz:
             for key in npz.files:
                 arrays[key] = npz[key]
                 if not isinstance(arrays[key], np.ndarray):  # npz returns non-.npy members as bytes

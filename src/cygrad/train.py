@@ -81,51 +81,60 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
         history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
         _restore_dropout(model, saved.get("dropout", {}))
     for epoch in range(start, epochs):
-        train_loader.set_epoch(epoch)
-        model.train()
-        bar = _progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}", progress is True)
-        seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
         try:
-            for i, (xb, yb) in enumerate(train_loader):
-                loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1)
-                n = xb.shape[0]
-                seen += n
-                loss_sum += loss * n
-                c = _correct(logits, yb)
-                correct = None if c is None or correct is None else correct + c
-                if bar is not None:
-                    bar.update(1)
-                    if i % 25 == 0 or i == len(train_loader) - 1:
-                        rate = seen / max(time.perf_counter() - t0, 1e-9)
-                        post = {"loss": f"{loss_sum / seen:.4f}", "img/s": f"{rate:,.0f}"}
-                        if correct is not None:
-                            post["acc"] = f"{correct / seen:.4f}"
-                        bar.set_postfix(post, refresh=False)
+            record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
+                            epoch, epochs)
+            for k in HISTORY_KEYS:
+                history[k].append(record[k])
+            if checkpoint is not None:
+                io.save(checkpoint, model, optimizer, epoch=epoch + 1, history=history,
+                        dropout=_dropout_state(model), **(meta or {}))
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
             done = f"epoch {start}" if start else "nothing yet"
-            where = f"; the last checkpoint ({checkpoint}) is intact: resume with resume=True / --resume" \
-                if checkpoint is not None else ""
+            where = "" if checkpoint is None else (
+                f"; the last checkpoint ({checkpoint}) is intact: resume with resume=True / --resume")
             print(f"\ninterrupted during epoch {epoch + 1} (completed: {done}){where}", file=sys.stderr)
             raise
-        seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
-        val = evaluate(model, val_loader, loss_fn) if val_loader is not None else {}
-        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
-                  "accuracy": None if correct is None else correct / max(seen, 1),
-                  "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"),
-                  "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
-        for k in HISTORY_KEYS:
-            history[k].append(record[k])
-        if progress:
-            print(_epoch_line(record), file=sys.stderr)
-        if checkpoint is not None:
-            io.save(checkpoint, model, optimizer, epoch=epoch + 1, history=history,
-                    dropout=_dropout_state(model), **(meta or {}))
         start = epoch + 1
     return history
+
+
+def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, epochs):
+    """Train one epoch and evaluate; return the history record."""
+    if hasattr(loader, "set_epoch"):  # the data order depends on (seed, epoch) only
+        loader.set_epoch(epoch)
+    model.train()
+    total = len(loader) if hasattr(loader, "__len__") else None
+    bar = _progress_bar(total, f"epoch {epoch + 1}/{epochs}", progress is True)
+    seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
+    try:
+        for i, (xb, yb) in enumerate(loader):
+            loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1)
+            n = xb.shape[0]
+            seen += n
+            loss_sum += loss * n
+            c = _correct(logits, yb)
+            correct = None if c is None or correct is None else correct + c
+            if bar is not None:
+                bar.update(1)
+                if i % 25 == 0 or i + 1 == total:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    post = {"loss": f"{loss_sum / seen:.4f}", "img/s": f"{rate:,.0f}"}
+                    if correct is not None:
+                        post["acc"] = f"{correct / seen:.4f}"
+                    bar.set_postfix(post, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    val = evaluate(model, val_loader, loss_fn) if val_loader is not None else {}
+    record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
+              "accuracy": None if correct is None else correct / max(seen, 1),
+              "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"),
+              "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+    if progress:
+        print(_epoch_line(record), file=sys.stderr)
+    return record
 
 
 def _train_step(model, loss_fn, optimizer, xb, yb, l1):

@@ -3,6 +3,7 @@
 cdef extern from "cygrad_kernels.h" nogil:
     ctypedef long long cg_int "cg_int"
     int CG_ISA_GENERIC, CG_ISA_AVX2, CG_ISA_AVX512
+    int cg_gemm_force_path
     int cg_isa_supported(int isa)
     int cg_isa_best()
     int cg_get_isa()

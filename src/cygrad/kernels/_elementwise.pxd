@@ -3,13 +3,17 @@
 cimport numpy as cnp
 from cygrad.kernels._checks cimport float_array, same_dtype, check_writeable, overlaps
 
-# Below PAR_MIN elements a kernel runs on the calling thread: starting the
-# OpenMP team (~2-5 us) costs more than the work. Measured on the 2-core dev
-# box (bench/bench_elementwise.py): cheap ops (relu, mse, optimizer updates)
-# break even near 64K elements, exp/tanh-based ones near 16K.
+# Below PAR_MIN_* elements a kernel runs on the calling thread. Measured on the
+# 2-core dev box (float32, 1 vs 2 threads, 4K..256K elements): with OpenMP's
+# threads spinning on an idle machine, 2 threads win from ~8K elements for
+# exp/tanh-based ops, ~16K for updates, sums and dropout, ~64K-128K for
+# relu-like ops. But waking a sleeping team (OMP_WAIT_POLICY=passive, or a
+# machine busy with other work) costs 10-20 us, so each threshold sits where
+# the serial call takes ~5-20 us: a 64x128 batch always runs serially.
 cdef enum:
-    PAR_MIN_CHEAP = 65536
-    PAR_MIN_TRANSCENDENTAL = 16384
+    PAR_MIN_CHEAP = 131072          # relu, leaky_relu and the backward maps
+    PAR_MIN_MEDIUM = 32768          # optimizer updates, mse/l1/l2, dropout
+    PAR_MIN_TRANSCENDENTAL = 16384  # sigmoid, tanh, softmax, BCE, cross_entropy
     # fixed reduction block: a loss is the in-order sum of per-block partial sums
     SUM_BLOCK = 8192
 

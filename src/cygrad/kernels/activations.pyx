@@ -12,14 +12,13 @@ for AVX-512 / AVX2 / SSE2 and picked at load time).
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport log
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport float_array, check_ndim
 from cygrad.kernels._elementwise cimport (PAR_MIN_CHEAP, PAR_MIN_TRANSCENDENTAL, like, out_array,
                                           chunk_len)
 from cygrad.kernels._scalars cimport real
-from cygrad.kernels._rowmath cimport EXP_TILE, exp_sum, row_max
+from cygrad.kernels._rowmath cimport softmax_rows
 
 cnp.import_array()
 
@@ -115,44 +114,19 @@ def tanh_backward(grad_out, y, out=None):
 
 
 # ---- softmax / log_softmax over the last axis of a 2-D array -------------------------
-cdef void _softmax_rows(const floating *x, floating *y, Py_ssize_t r0, Py_ssize_t r1,
-                        Py_ssize_t c, bint take_log) noexcept nogil:
-    cdef Py_ssize_t r, j, j0, w, b
-    cdef floating m
-    cdef double s, inv, lse
-    cdef floating tile[EXP_TILE]
-    for r in range(r0, r1):
-        m = row_max(x + r * c, c)
-        if not take_log:
-            # exp into y (y may be x: each x_j is read before y_j is written)
-            inv = 1.0 / exp_sum(x + r * c, m, y + r * c, c)
-            for j in range(r * c, r * c + c):
-                y[j] = <floating>(y[j] * inv)
-        else:
-            # sum the exps in tiles, so y = x (in place) keeps x intact for the last pass
-            s = 0.0
-            for b in range(0, (c + EXP_TILE - 1) // EXP_TILE):
-                j0 = b * EXP_TILE
-                w = c - j0 if c - j0 < EXP_TILE else EXP_TILE
-                s += exp_sum(x + r * c + j0, m, tile, w)
-            lse = m + log(s)
-            for j in range(r * c, r * c + c):
-                y[j] = <floating>(x[j] - lse)
-
-
 cdef void _softmax(const floating *x, floating *y, Py_ssize_t rows, Py_ssize_t c,
                    bint take_log) noexcept nogil:
     cdef int nt = num_threads()
     cdef Py_ssize_t step, t, lo, hi
     if nt < 2 or rows * c < PAR_MIN_TRANSCENDENTAL or rows < 2:
-        _softmax_rows(x, y, 0, rows, c, take_log)
+        softmax_rows(x, y, 0, rows, c, take_log)
         return
     step = (rows + nt - 1) // nt
     for t in prange(nt, num_threads=nt, schedule="static"):
         lo = t * step
         hi = lo + step if lo + step < rows else rows
         if lo < hi:
-            _softmax_rows(x, y, lo, hi, c, take_log)
+            softmax_rows(x, y, lo, hi, c, take_log)
 
 
 cdef object _softmax_api(object x, object out, bint take_log):

@@ -20,7 +20,8 @@ threads x one image's columns, not the batch). The weight/bias gradients sum ove
 the batch in a fixed order: the batch is cut into chunks of CHUNK images
 (independent of the thread count), each chunk's partial sum is one thread's
 sequence of GEMMs, and the partials are added to the total in chunk order, so
-results are bitwise identical for any thread count.
+results are bitwise identical for any thread count. Partials in flight are
+bounded (a few per thread, PARTIAL_BYTES), not one per chunk of the batch.
 """
 import numpy as np
 cimport numpy as cnp
@@ -29,7 +30,7 @@ from cython.parallel cimport prange, threadid
 from cygrad._runtime cimport num_threads
 from cygrad.kernels.gemm cimport sgemm, dgemm
 from cygrad.kernels._checks cimport float_array, same_dtype, check_ndim
-from cygrad.reference._checks import check_shape, conv_geometry, nchw_shape
+from cygrad.reference._checks import check_conv_weight, check_shape, conv_geometry, nchw_shape
 
 cnp.import_array()
 
@@ -43,10 +44,32 @@ cdef enum:
     CHUNK = 4
 # Below this many multiply-adds a call runs on one thread (start-up costs more).
 cdef double SERIAL_MACS = 1 << 18
+# Memory for weight-gradient partial sums in flight (at least one per thread).
+cdef Py_ssize_t PARTIAL_BYTES = 4 << 20
 
 
-cdef struct Geom:
-    Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
+# Inner loops in C (csrc/conv_kernels.h): im2col / col2im of one image (AVX-512
+# masked row segments where the CPU has them) and the direct weight gradient of
+# shallow patches.
+cdef extern from "conv_kernels.h":
+    ctypedef struct Geom "cg_geom":
+        Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
+    void cg_conv_init()
+    void cg_im2col_float(const float *x, float *cols, const Geom *g) noexcept nogil
+    void cg_im2col_double(const double *x, double *cols, const Geom *g) noexcept nogil
+    void cg_col2im_float(const float *cols, float *x, const Geom *g) noexcept nogil
+    void cg_col2im_double(const double *cols, double *x, const Geom *g) noexcept nogil
+    void cg_dots_float(const float *g, const float *cols, float *part, Py_ssize_t cout,
+                       Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
+    void cg_dots_double(const double *g, const double *cols, double *part, Py_ssize_t cout,
+                        Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
+
+cg_conv_init()
+
+# Weight gradients of patches with at most SMALL_K rows (K + 1 for the bias) are
+# direct dot products: at that depth the GEMM would mostly pack.
+cdef enum:
+    SMALL_K = 32
 
 
 cdef inline int gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -58,76 +81,18 @@ cdef inline int gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         return dgemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc, nt)
 
 
-cdef inline void valid_range(Py_ssize_t off, Py_ssize_t s, Py_ssize_t size, Py_ssize_t n_out,
-                             Py_ssize_t *lo, Py_ssize_t *hi) noexcept nogil:
-    """Outputs o in [lo, hi) read input o*s + off inside [0, size)."""
-    cdef Py_ssize_t a = 0 if off >= 0 else (-off + s - 1) // s
-    cdef Py_ssize_t b = 0 if size - 1 - off < 0 else (size - 1 - off) // s + 1
-    if b > n_out:
-        b = n_out
-    if a > b:
-        a = b
-    lo[0] = a
-    hi[0] = b
+cdef inline void im2col_image(const real *x, real *cols, const Geom *g) noexcept nogil:
+    if real is float:
+        cg_im2col_float(x, cols, g)
+    else:
+        cg_im2col_double(x, cols, g)
 
 
-cdef void im2col_image(const real *x, real *cols, const Geom *g) noexcept nogil:
-    """cols (C*KH*KW, L) of one image x (C, H, W); see the module docstring."""
-    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off
-    cdef Py_ssize_t wo = g.wo, sw = g.sw
-    cdef real *dst
-    cdef const real *src
-    for c in range(g.c):
-        for i in range(g.kh):
-            for j in range(g.kw):
-                off = j * g.dw - g.pw
-                valid_range(off, sw, g.w, wo, &lo, &hi)
-                for oh in range(g.ho):
-                    dst = cols + (((c * g.kh + i) * g.kw + j) * g.ho + oh) * wo
-                    ih = oh * g.sh - g.ph + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        for ow in range(wo):
-                            dst[ow] = 0
-                        continue
-                    src = x + (c * g.h + ih) * g.w
-                    for ow in range(lo):
-                        dst[ow] = 0
-                    if sw == 1:
-                        for ow in range(lo, hi):
-                            dst[ow] = src[ow + off]
-                    else:
-                        for ow in range(lo, hi):
-                            dst[ow] = src[ow * sw + off]
-                    for ow in range(hi, wo):
-                        dst[ow] = 0
-
-
-cdef void col2im_image(const real *cols, real *x, const Geom *g) noexcept nogil:
-    """x (C, H, W) = the adjoint of im2col_image applied to cols: overlapping taps are
-    summed, in the fixed order rows (c, i, j), then oh, then ow."""
-    cdef Py_ssize_t c, i, j, oh, ow, ih, lo, hi, off
-    cdef Py_ssize_t wo = g.wo, sw = g.sw
-    cdef const real *src
-    cdef real *dst
-    for i in range(g.c * g.h * g.w):
-        x[i] = 0
-    for c in range(g.c):
-        for i in range(g.kh):
-            for j in range(g.kw):
-                off = j * g.dw - g.pw
-                valid_range(off, sw, g.w, wo, &lo, &hi)
-                for oh in range(g.ho):
-                    ih = oh * g.sh - g.ph + i * g.dh
-                    if ih < 0 or ih >= g.h:
-                        continue
-                    src = cols + (((c * g.kh + i) * g.kw + j) * g.ho + oh) * wo
-                    dst = x + (c * g.h + ih) * g.w
-                    if sw == 1:
-                        for ow in range(lo, hi):
-                            dst[ow + off] += src[ow]
-                    else:
-                        for ow in range(lo, hi):
-                            dst[ow * sw + off] += src[ow]
+cdef inline void col2im_image(const real *cols, real *x, const Geom *g) noexcept nogil:
+    if real is float:
+        cg_col2im_float(cols, x, g)
+    else:
+        cg_col2im_double(cols, x, g)
 
 
 # ---------------------------------------------------------------- drivers (nogil)
@@ -143,8 +108,10 @@ cdef int conv_forward_impl(const real *x, const real *wext, Py_ssize_t kb, real 
     cdef int rc, bad = 0
     cdef int *badp = &bad      # shared flag (a plain assignment in prange is private)
     if nt > 1 and n >= nt:
-        # one image per thread at a time; the GEMM runs on that one thread
-        for i in prange(n, num_threads=nt, schedule='static'):
+        # one image per thread at a time; the GEMM runs on that one thread. Images are
+        # handed out dynamically (a busy core on a shared machine then costs only its
+        # share); each y[i] is computed the same way whichever thread takes it.
+        for i in prange(n, num_threads=nt, schedule='dynamic'):
             cb = buf + threadid() * kb * L
             im2col_image(x + i * chw, cb, g)
             rc = gemm(False, False, cout, L, kb, wext, kb, cb, L, 0, y + i * cout * L, L, 1)
@@ -171,8 +138,13 @@ cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const
     for i in range(first, last):
         gi = gout + i * cout * L
         im2col_image(x + i * chw, cb, g)
-        if gemm(False, True, cout, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
-                part, K + 1, gnt):
+        if K + 1 <= SMALL_K:
+            if real is float:
+                cg_dots_float(gi, cb, part, cout, K + 1, L, i != first)
+            else:
+                cg_dots_double(gi, cb, part, cout, K + 1, L, i != first)
+        elif gemm(False, True, cout, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
+                  part, K + 1, gnt):
             return -1
         if gx != NULL:
             if gemm(True, False, K, L, cout, w, K, gi, L, 0, db, L, gnt):
@@ -182,32 +154,37 @@ cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const
 
 
 cdef int conv_backward_impl(const real *gout, const real *x, const real *w, real *gx,
-                            real *total, real *part, real *cbuf, real *dbuf, const Geom *g,
-                            Py_ssize_t n, Py_ssize_t cout, int nt) noexcept nogil:
+                            real *total, real *part, Py_ssize_t win, real *cbuf, real *dbuf,
+                            const Geom *g, Py_ssize_t n, Py_ssize_t cout, int nt) noexcept nogil:
     """total (C_out, K+1) = sum over chunks, in chunk order, of chunk_backward's
-    partials; chunks run nt at a time (a wave), each on its own buffers."""
+    partials. Chunks run win at a time (one parallel region each, handed out
+    dynamically), each into its own partial slot; thread t uses column buffers
+    cbuf[t], dbuf[t]. win and nt change only the schedule, never the sums."""
     cdef Py_ssize_t L = g.ho * g.wo, K = g.c * g.kh * g.kw, kb = K + 1
-    cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK, wave, m, t, e
+    cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK, wave = 0, m, t, e
     cdef Py_ssize_t psize = cout * kb
-    cdef int rc, bad = 0
+    cdef int rc, bad = 0, tid
     cdef int *badp = &bad      # shared flag (a plain assignment in prange is private)
     cdef real *p
     for e in range(psize):
         total[e] = 0
-    for t in range(nt if nt < nchunks else nchunks):
+    for t in range(nt):
         for e in range(L):
             cbuf[t * kb * L + K * L + e] = 1
-    wave = 0
     while wave < nchunks:
-        m = nchunks - wave if nchunks - wave < nt else nt
-        if m > 1:
-            for t in prange(m, num_threads=m, schedule='static'):
+        m = nchunks - wave if nchunks - wave < win else win
+        if nt > 1 and m > 1:
+            for t in prange(m, num_threads=nt, schedule='dynamic'):
+                tid = threadid()
                 rc = chunk_backward(wave + t, gout, x, w, gx, part + t * psize,
-                                    cbuf + t * kb * L, dbuf + t * K * L, g, n, cout, 1)
+                                    cbuf + tid * kb * L, dbuf + tid * K * L, g, n, cout, 1)
                 if rc != 0:
                     badp[0] = 1
-        elif chunk_backward(wave, gout, x, w, gx, part, cbuf, dbuf, g, n, cout, nt) != 0:
-            bad = 1
+        else:      # one chunk (or one thread): its GEMMs get the threads
+            for t in range(m):
+                if chunk_backward(wave + t, gout, x, w, gx, part + t * psize, cbuf, dbuf,
+                                  g, n, cout, nt) != 0:
+                    bad = 1
         if bad:
             return -1
         for t in range(m):
@@ -239,6 +216,30 @@ cdef inline void *data(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+cdef void each_image(bint fold, const real *src, real *dst, const Geom *g, Py_ssize_t n,
+                     int nt) noexcept nogil:
+    """im2col of every image (fold False: src x, dst cols) or col2im (fold True)."""
+    cdef Py_ssize_t i, chw = g.c * g.h * g.w, csize = g.c * g.kh * g.kw * g.ho * g.wo
+    for i in prange(n, num_threads=nt, schedule='dynamic'):
+        if fold:
+            col2im_image(src + i * csize, dst + i * chw, g)
+        else:
+            im2col_image(src + i * chw, dst + i * csize, g)
+
+
+cdef object unfold_or_fold(bint fold, int t, src, dst, const Geom *g):
+    cdef void *ps = data(src)
+    cdef void *pd = data(dst)
+    cdef Py_ssize_t n = src.shape[0]
+    cdef int nt = threads_for(<double>n * g.c * g.kh * g.kw * g.ho * g.wo)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            each_image(fold, <const float *>ps, <float *>pd, g, n, nt)
+        else:
+            each_image(fold, <const double *>ps, <double *>pd, g, n, nt)
+    return dst
+
+
 def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
     """Unfold x (N, C, H, W) into cols (N, C*KH*KW, H_out*W_out), as torch's F.unfold
     (layout in the module docstring). col2im is its adjoint."""
@@ -246,19 +247,8 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
     check_ndim(x, 4, "x")
     k, s, p, d, out = conv_geometry(x.shape[2:], kernel_size, stride, padding, dilation)
     cdef Geom g = make_geom(x.shape, k, s, p, d, out)
-    cdef Py_ssize_t n = x.shape[0], i, chw = g.c * g.h * g.w
-    cdef Py_ssize_t csize = g.c * g.kh * g.kw * g.ho * g.wo
-    cols = np.empty((n, g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
-    cdef void *px = data(x)
-    cdef void *pc = data(cols)
-    cdef int nt = threads_for(<double>n * csize)
-    with nogil:
-        for i in prange(n, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                im2col_image(<float *>px + i * chw, <float *>pc + i * csize, &g)
-            else:
-                im2col_image(<double *>px + i * chw, <double *>pc + i * csize, &g)
-    return cols
+    cols = np.empty((x.shape[0], g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
+    return unfold_or_fold(False, t, x, cols, &g)
 
 
 def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
@@ -269,20 +259,8 @@ def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
     shape = nchw_shape(x_shape, "x_shape")
     k, s, p, d, out = conv_geometry(shape[2:], kernel_size, stride, padding, dilation)
     cdef Geom g = make_geom(shape, k, s, p, d, out)
-    cdef Py_ssize_t n = shape[0], i, chw = g.c * g.h * g.w
-    cdef Py_ssize_t csize = g.c * g.kh * g.kw * g.ho * g.wo
-    check_shape(cols, (n, g.c * g.kh * g.kw, g.ho * g.wo), "cols")
-    x = np.empty(shape, cols.dtype)
-    cdef void *px = data(x)
-    cdef void *pc = data(cols)
-    cdef int nt = threads_for(<double>n * csize)
-    with nogil:
-        for i in prange(n, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                col2im_image(<float *>pc + i * csize, <float *>px + i * chw, &g)
-            else:
-                col2im_image(<double *>pc + i * csize, <double *>px + i * chw, &g)
-    return x
+    check_shape(cols, (shape[0], g.c * g.kh * g.kw, g.ho * g.wo), "cols")
+    return unfold_or_fold(True, t, cols, np.empty(shape, cols.dtype), &g)
 
 
 cdef tuple check_conv(x, weight, stride, padding, dilation):
@@ -291,11 +269,7 @@ cdef tuple check_conv(x, weight, stride, padding, dilation):
     same_dtype(float_array(weight, "weight"), t, weight, "weight", "x")
     check_ndim(x, 4, "x")
     check_ndim(weight, 4, "weight")
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
-                         f"but x has {x.shape[1]} (shape {x.shape})")
-    if min(weight.shape) < 1:
-        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+    check_conv_weight(x, weight)
     return t, conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
 
 
@@ -361,11 +335,13 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, inp
     cdef bint want_x = bool(input_grad)
     cdef Py_ssize_t nchunks = (n + CHUNK - 1) // CHUNK
     cdef int nt = threads_for(<double>n * cout * K * L * (3 if want_x else 2))
-    cdef int nslot = nt if nt < nchunks else max(nchunks, 1)
+    # partial slots: a few per thread, within a memory budget (schedule only)
+    cdef Py_ssize_t win = 1 if nt == 1 else max(nt, min(4 * nt, PARTIAL_BYTES // (
+        cout * (K + 1) * x.itemsize)))
     total = np.empty((cout, K + 1), x.dtype)
-    part = np.empty((nslot, cout, K + 1), x.dtype)
-    cbuf = np.empty((nslot, K + 1, L), x.dtype)
-    dbuf = np.empty(nslot * K * L if want_x else 1, x.dtype)
+    part = np.empty((win, cout, K + 1), x.dtype)
+    cbuf = np.empty((nt, K + 1, L), x.dtype)
+    dbuf = np.empty(nt * K * L if want_x else 1, x.dtype)
     grad_x = np.empty(x.shape, x.dtype) if want_x else None
     cdef void *pgo = data(grad_out)
     cdef void *px = data(x)
@@ -381,12 +357,12 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, inp
     with nogil:
         if t == cnp.NPY_FLOAT:
             rc = conv_backward_impl(<float *>pgo, <float *>px, <float *>pw, <float *>pgx,
-                                    <float *>pt, <float *>pp, <float *>pc, <float *>pd,
+                                    <float *>pt, <float *>pp, win, <float *>pc, <float *>pd,
                                     &g, n, cout, nt)
         else:
             rc = conv_backward_impl(<double *>pgo, <double *>px, <double *>pw, <double *>pgx,
-                                    <double *>pt, <double *>pp, <double *>pc, <double *>pd,
-                                    &g, n, cout, nt)
+                                    <double *>pt, <double *>pp, win, <double *>pc,
+                                    <double *>pd, &g, n, cout, nt)
     if rc != 0:
         raise MemoryError("conv2d_backward: could not allocate GEMM packing buffers")
     grad_w = np.ascontiguousarray(total[:, :K]).reshape(weight.shape)

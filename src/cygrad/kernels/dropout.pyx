@@ -15,7 +15,7 @@ from libc.stdint cimport uint8_t, uint64_t
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport float_array
-from cygrad.kernels._elementwise cimport PAR_MIN_CHEAP, chunk_len, out_array, new_like
+from cygrad.kernels._elementwise cimport PAR_MIN_MEDIUM, chunk_len, out_array, new_like
 from cygrad.kernels._scalars cimport real
 
 cnp.import_array()
@@ -34,26 +34,26 @@ cdef void _forward(const floating *x, floating *y, uint8_t *mask, Py_ssize_t lo,
                    uint64_t seed, uint64_t thr, floating scale) noexcept nogil:
     cdef Py_ssize_t i
     cdef uint8_t keep
-    cdef floating zero = 0
     for i in range(lo, hi):
         keep = (_mix(seed + <uint64_t>(i + 1) * GAMMA) >> 11) >= thr
         mask[i] = keep
-        y[i] = x[i] * (scale if keep else zero)  # a multiply even when dropped: NaN stays NaN
+        # keep * scale is scale or 0 without a branch (a coin flip would mispredict);
+        # a multiply even when dropped, so NaN stays NaN as in torch's x * mask
+        y[i] = x[i] * (<floating>keep * scale)
 
 
 cdef void _backward(const floating *go, const uint8_t *mask, floating *g, Py_ssize_t lo,
                     Py_ssize_t hi, floating scale) noexcept nogil:
     cdef Py_ssize_t i
-    cdef floating zero = 0
     for i in range(lo, hi):
-        g[i] = go[i] * (scale if mask[i] else zero)
+        g[i] = go[i] * (<floating>(mask[i] != 0) * scale)  # nonzero = kept
 
 
 cdef void _run(const floating *x, floating *y, uint8_t *mask, Py_ssize_t n, uint64_t seed,
                uint64_t thr, floating scale, bint forward) noexcept nogil:
     cdef int nt = num_threads()
     cdef Py_ssize_t step, k, lo, hi
-    if nt < 2 or n < PAR_MIN_CHEAP:
+    if nt < 2 or n < PAR_MIN_MEDIUM:
         if forward:
             _forward(x, y, mask, 0, n, seed, thr, scale)
         else:

@@ -50,6 +50,12 @@ def set_isa(str name=None):
     cg_set_isa(_ISA_NAMES[name])
 
 
+def _force_path(str path):
+    """Force the GEMM's 'small' or 'large' path, or 'auto' (by size). For tests."""
+    global cg_gemm_force_path
+    cg_gemm_force_path = {"auto": 0, "small": 1, "large": 2}[path]
+
+
 def _isa_from_env():
     name = os.environ.get("CYGRAD_ISA", "").strip().lower()
     if not name:

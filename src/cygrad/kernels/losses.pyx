@@ -16,7 +16,7 @@ from libc.stdlib cimport free, malloc
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport check_ndim, float_array, same_dtype
-from cygrad.kernels._elementwise cimport (PAR_MIN_CHEAP, PAR_MIN_TRANSCENDENTAL, SUM_BLOCK, like,
+from cygrad.kernels._elementwise cimport (PAR_MIN_MEDIUM, PAR_MIN_TRANSCENDENTAL, SUM_BLOCK, like,
                                           new_like)
 from cygrad.kernels._rowmath cimport exp_sum, row_max
 from cygrad.kernels._scalars cimport nonneg, real, reduction_divisor
@@ -27,9 +27,9 @@ cdef enum Op:
     MSE, BCE_LOGITS, BCE, L1, L2
 
 # torch's binary_cross_entropy clamps log() at -100 and divides its gradient by
-# max(p * (1 - p), 1e-12)
+# max(p * (1 - p), 1e-12), its 1e-12 being a float32 constant
 cdef double LOG_CLAMP = -100.0
-cdef double BCE_EPS = 1e-12
+cdef double BCE_EPS = <float>1e-12
 
 
 cdef double _block(int op, const floating *a, const floating *b, floating *g, Py_ssize_t n,
@@ -63,7 +63,7 @@ cdef double _block(int op, const floating *a, const floating *b, floating *g, Py
             s += -(y * lp + (1.0 - y) * lq)
             d = (1.0 - x) * x
             d = BCE_EPS if d < BCE_EPS else d
-            g[i] = <floating>((x - y) / d * scale)
+            g[i] = <floating>(scale * (x - y) / d)  # torch: grad_output * (p - y) / d
     elif op == L1:
         for i in range(n):
             w = a[i]
@@ -82,7 +82,7 @@ cdef double _blocked_sum(int op, const floating *a, const floating *b, floating 
                          double scale, double *part) noexcept nogil:
     """Sum over fixed blocks (in parallel when large), then the block sums in order."""
     cdef Py_ssize_t nb = (n + SUM_BLOCK - 1) // SUM_BLOCK, k, lo, hi
-    cdef Py_ssize_t par_min = PAR_MIN_TRANSCENDENTAL if (op == BCE or op == BCE_LOGITS) else PAR_MIN_CHEAP
+    cdef Py_ssize_t par_min = PAR_MIN_TRANSCENDENTAL if (op == BCE or op == BCE_LOGITS) else PAR_MIN_MEDIUM
     cdef int nt = num_threads()
     cdef double total = 0.0
     if nt < 2 or n < par_min:
@@ -154,7 +154,7 @@ cdef Py_ssize_t _first_outside_unit(const floating *p, Py_ssize_t n) noexcept no
 
 def binary_cross_entropy(prob, target, reduction="mean"):
     """-(y * max(log p, -100) + (1 - y) * max(log(1 - p), -100)) (torch's clamp);
-    grad = (p - y) / max(p * (1 - p), 1e-12) / n. prob outside [0, 1] raises ValueError
+    grad = (1/n) * (p - y) / max(p * (1 - p), 1e-12). prob outside [0, 1] raises ValueError
     (as torch does), NaN propagates."""
     cdef int t = float_array(prob, "prob")
     like(target, t, prob, "target", "prob")

@@ -15,7 +15,7 @@ from libc.math cimport sqrt
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport check_ndim, check_writeable, float_array, overlaps, same_dtype
-from cygrad.kernels._elementwise cimport PAR_MIN_CHEAP, chunk_len
+from cygrad.kernels._elementwise cimport PAR_MIN_MEDIUM, chunk_len
 from cygrad.kernels._scalars cimport nonneg, real
 
 cnp.import_array()
@@ -173,7 +173,7 @@ cdef void _update(int algo, floating *p, const floating *g, floating *s1, floati
                   floating *s3, Py_ssize_t n, const double *h) noexcept nogil:
     cdef int nt = num_threads()
     cdef Py_ssize_t step, k, lo, hi
-    if nt < 2 or n < PAR_MIN_CHEAP:
+    if nt < 2 or n < PAR_MIN_MEDIUM:
         _chunk(algo, p, g, s1, s2, s3, n, h)
         return
     step = chunk_len(n, nt)

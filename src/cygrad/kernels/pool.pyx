@@ -11,7 +11,6 @@ race-free and summed in a fixed order: bitwise identical for any thread count.
 import numpy as np
 cimport numpy as cnp
 from cython.parallel cimport prange
-from libc.math cimport INFINITY
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport float_array, check_ndim
@@ -43,49 +42,40 @@ cdef inline void window(const Pool *p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t 
     w1[0] = b + p.kw if b + p.kw < p.w else p.w
 
 
+# Max scans in C (csrc/conv_pool.h): branch-free selects, vectorised 2x2 rows.
+cdef extern from "conv_pool.h":
+    void cg_max2x2_row_f(const float *r0, const float *r1, float *y, index_t *idx,
+                         Py_ssize_t wo, index_t base, index_t w) noexcept nogil
+    void cg_max2x2_row_d(const double *r0, const double *r1, double *y, index_t *idx,
+                         Py_ssize_t wo, index_t base, index_t w) noexcept nogil
+    float cg_max_window_f(const float *x, Py_ssize_t w, Py_ssize_t h0, Py_ssize_t h1,
+                          Py_ssize_t w0, Py_ssize_t w1, index_t *best) noexcept nogil
+    double cg_max_window_d(const double *x, Py_ssize_t w, Py_ssize_t h0, Py_ssize_t h1,
+                           Py_ssize_t w0, Py_ssize_t w1, index_t *best) noexcept nogil
+
+
 cdef void max_plane(const real *x, real *y, index_t *idx, const Pool *p) noexcept nogil:
-    cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1, best
-    cdef real v, m
+    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, o
     for oh in range(p.ho):
         for ow in range(p.wo):
             window(p, oh, ow, &h0, &h1, &w0, &w1)
-            m = -INFINITY
-            best = h0 * p.w + w0
-            for ih in range(h0, h1):
-                for iw in range(w0, w1):
-                    v = x[ih * p.w + iw]
-                    if v > m or v != v:      # first max wins; NaN propagates (as torch)
-                        m = v
-                        best = ih * p.w + iw
-            y[oh * p.wo + ow] = m
-            idx[oh * p.wo + ow] = best
+            o = oh * p.wo + ow
+            if real is float:
+                y[o] = cg_max_window_f(x, p.w, h0, h1, w0, w1, idx + o)
+            else:
+                y[o] = cg_max_window_d(x, p.w, h0, h1, w0, w1, idx + o)
 
 
 cdef void max_plane_2x2(const real *x, real *y, index_t *idx, const Pool *p) noexcept nogil:
     """kernel 2, stride 2, no padding (the common case): windows always full."""
-    cdef Py_ssize_t oh, ow, r, best
-    cdef real m, v
-    cdef const real *row
+    cdef Py_ssize_t oh, w = p.w
+    cdef const real *r0
     for oh in range(p.ho):
-        row = x + 2 * oh * p.w
-        for ow in range(p.wo):
-            r = 2 * oh * p.w + 2 * ow
-            m = row[2 * ow]
-            best = r
-            v = row[2 * ow + 1]
-            if v > m or v != v:
-                m = v
-                best = r + 1
-            v = row[p.w + 2 * ow]
-            if v > m or v != v:
-                m = v
-                best = r + p.w
-            v = row[p.w + 2 * ow + 1]
-            if v > m or v != v:
-                m = v
-                best = r + p.w + 1
-            y[oh * p.wo + ow] = m
-            idx[oh * p.wo + ow] = best
+        r0 = x + 2 * oh * w
+        if real is float:
+            cg_max2x2_row_f(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, p.wo, 2 * oh * w, w)
+        else:
+            cg_max2x2_row_d(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, p.wo, 2 * oh * w, w)
 
 
 cdef void max_plane_backward(const real *g, const index_t *idx, real *gx, Py_ssize_t hw,
@@ -124,6 +114,46 @@ cdef void avg_plane_backward(const real *g, real *gx, const Pool *p) noexcept no
                     gx[ih * p.w + iw] += share
 
 
+# ---------------------------------------------------------------- plane driver
+
+cdef enum PlaneOp:
+    MAX_FWD, MAX_2X2_FWD, MAX_BWD, AVG_FWD, AVG_BWD
+
+
+cdef void each_plane(PlaneOp op, const real *src, real *dst, index_t *idx, const Pool *q,
+                     Py_ssize_t planes, int nt) noexcept nogil:
+    """Run op on every (n, c) plane, one thread per plane. Forward ops read planes of
+    H*W from src and write H_out*W_out to dst (and idx); backward ops the reverse."""
+    cdef Py_ssize_t i, hw = q.h * q.w, nout = q.ho * q.wo
+    for i in prange(planes, num_threads=nt, schedule='dynamic', chunksize=16):
+        if op == MAX_2X2_FWD:
+            max_plane_2x2(src + i * hw, dst + i * nout, idx + i * nout, q)
+        elif op == MAX_FWD:
+            max_plane(src + i * hw, dst + i * nout, idx + i * nout, q)
+        elif op == MAX_BWD:
+            max_plane_backward(src + i * nout, idx + i * nout, dst + i * hw, hw, nout)
+        elif op == AVG_FWD:
+            avg_plane(src + i * hw, dst + i * nout, q)
+        else:
+            avg_plane_backward(src + i * nout, dst + i * hw, q)
+
+
+cdef object run(PlaneOp op, int t, src, dst, idx, const Pool *q, Py_ssize_t planes):
+    """each_plane on arrays of dtype number t (idx: int64 array or None); returns dst."""
+    cdef void *ps = data(src)
+    cdef void *pd = data(dst)
+    cdef index_t *pi = NULL
+    if idx is not None:
+        pi = <index_t *>data(idx)
+    cdef int nt = threads_for(planes * q.h * q.w)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            each_plane(op, <const float *>ps, <float *>pd, pi, q, planes, nt)
+        else:
+            each_plane(op, <const double *>ps, <double *>pd, pi, q, planes, nt)
+    return dst
+
+
 # ---------------------------------------------------------------- Python API
 
 cdef Pool make_pool(Py_ssize_t h, Py_ssize_t w, k, s, p, out):
@@ -157,27 +187,10 @@ def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
     cdef int t
     cdef Pool q
     t, q = parse_x(x, kernel_size, stride, padding)
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], i
-    cdef Py_ssize_t hw = q.h * q.w, nout = q.ho * q.wo
     y = np.empty((x.shape[0], x.shape[1], q.ho, q.wo), x.dtype)
     idx = np.empty(y.shape, np.int64)
-    cdef void *px = data(x)
-    cdef void *py = data(y)
-    cdef index_t *pi = <index_t *>data(idx)
-    cdef bint two = q.kh == 2 and q.kw == 2 and q.sh == 2 and q.sw == 2 and q.ph == 0 and q.pw == 0
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                if two:
-                    max_plane_2x2(<float *>px + i * hw, <float *>py + i * nout, pi + i * nout, &q)
-                else:
-                    max_plane(<float *>px + i * hw, <float *>py + i * nout, pi + i * nout, &q)
-            elif two:
-                max_plane_2x2(<double *>px + i * hw, <double *>py + i * nout, pi + i * nout, &q)
-            else:
-                max_plane(<double *>px + i * hw, <double *>py + i * nout, pi + i * nout, &q)
-    return y, idx
+    two = q.kh == 2 and q.kw == 2 and q.sh == 2 and q.sw == 2 and q.ph == 0 and q.pw == 0
+    return run(MAX_2X2_FWD if two else MAX_FWD, t, x, y, idx, &q, x.shape[0] * x.shape[1]), idx
 
 
 cdef int check_indices(indices, grad_out, Py_ssize_t hw) except -1:
@@ -208,23 +221,9 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     cdef int t = float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
     check_shape(grad_out, (n, c) + grad_out.shape[2:], "grad_out")
-    cdef Py_ssize_t hw = h * w, planes = n * c, i
-    cdef Py_ssize_t nout = grad_out.shape[2] * grad_out.shape[3]
-    check_indices(indices, grad_out, hw)
-    grad_x = np.empty((n, c, h, w), grad_out.dtype)
-    cdef void *pg = data(grad_out)
-    cdef void *px = data(grad_x)
-    cdef const index_t *pi = <const index_t *>data(indices)
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                max_plane_backward(<float *>pg + i * nout, pi + i * nout, <float *>px + i * hw,
-                                   hw, nout)
-            else:
-                max_plane_backward(<double *>pg + i * nout, pi + i * nout, <double *>px + i * hw,
-                                   hw, nout)
-    return grad_x
+    check_indices(indices, grad_out, h * w)
+    cdef Pool q = make_pool(h, w, (1, 1), (1, 1), (0, 0), grad_out.shape[2:])
+    return run(MAX_BWD, t, grad_out, np.empty((n, c, h, w), grad_out.dtype), indices, &q, n * c)
 
 
 def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
@@ -232,19 +231,8 @@ def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
     cdef int t
     cdef Pool q
     t, q = parse_x(x, kernel_size, stride, padding)
-    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], i
-    cdef Py_ssize_t hw = q.h * q.w, nout = q.ho * q.wo
     y = np.empty((x.shape[0], x.shape[1], q.ho, q.wo), x.dtype)
-    cdef void *px = data(x)
-    cdef void *py = data(y)
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                avg_plane(<float *>px + i * hw, <float *>py + i * nout, &q)
-            else:
-                avg_plane(<double *>px + i * hw, <double *>py + i * nout, &q)
-    return y
+    return run(AVG_FWD, t, x, y, None, &q, x.shape[0] * x.shape[1])
 
 
 def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=0):
@@ -255,15 +243,4 @@ def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=
     cdef int t = float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
     check_shape(grad_out, (n, c, q.ho, q.wo), "grad_out")
-    cdef Py_ssize_t planes = n * c, hw = h * w, nout = q.ho * q.wo, i
-    grad_x = np.empty((n, c, h, w), grad_out.dtype)
-    cdef void *pg = data(grad_out)
-    cdef void *px = data(grad_x)
-    cdef int nt = threads_for(planes * hw)
-    with nogil:
-        for i in prange(planes, num_threads=nt, schedule='static'):
-            if t == cnp.NPY_FLOAT:
-                avg_plane_backward(<float *>pg + i * nout, <float *>px + i * hw, &q)
-            else:
-                avg_plane_backward(<double *>pg + i * nout, <double *>px + i * hw, &q)
-    return grad_x
+    return run(AVG_BWD, t, grad_out, np.empty((n, c, h, w), grad_out.dtype), None, &q, n * c)

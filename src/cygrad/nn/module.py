@@ -50,11 +50,19 @@ class Module:
 
     # -- parameters ----------------------------------------------------------------
     def named_parameters(self, prefix=""):
-        """(name, Parameter) pairs in torch's order: own parameters, then children's."""
+        """(name, Parameter) pairs in torch's order: own parameters, then children's; a
+        parameter shared by several modules is listed once, under its first name."""
+        seen = set()
+        for name, p in self._named_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _named_parameters(self, prefix):
         for name, p in self._parameters.items():
             yield prefix + name, p
         for mname, m in self._modules.items():
-            yield from m.named_parameters(prefix + mname + ".")
+            yield from m._named_parameters(prefix + mname + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
@@ -169,7 +177,8 @@ class Sequential(Module):
     """Modules applied in order; children named "0", "1", ... as torch.nn.Sequential.
 
     On construction every parameter is moved into one flat data buffer and every
-    gradient into one flat grad buffer.
+    gradient into one flat grad buffer. A layer caches one forward call for its
+    backward, so one instance must not appear twice in a model that is trained.
     """
 
     def __init__(self, *layers):

@@ -67,6 +67,15 @@ def nchw_shape(v, name):
     return s
 
 
+def check_conv_weight(x, weight):
+    """x (N, C_in, H, W) and weight (C_out, C_in, KH, KW), both 4-D: channels agree, no empty dim."""
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
+                         f"but x has {x.shape[1]} (shape {x.shape})")
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+
+
 def conv_geometry(hw, kernel_size, stride, padding, dilation):
     """Parse conv arguments; return (k, s, p, d, (H_out, W_out)), each a (h, w) pair.
 

@@ -53,7 +53,9 @@ def tanh(x, out=None):
 def _row_exp(x):
     """exp(x - rowmax) and the row sums accumulated in float64 (sums are exact to ~1 ulp)."""
     check_ndim(x, 2, "x")
-    m = np.max(x, axis=1, keepdims=True) if x.shape[1] else np.zeros((x.shape[0], 1), x.dtype)
+    if x.shape[1] == 0:  # no classes: nothing to normalize
+        return np.zeros((x.shape[0], 1), x.dtype), x, np.ones((x.shape[0], 1))
+    m = np.max(x, axis=1, keepdims=True)
     e = np.exp(x - m)
     return m, e, np.sum(e, axis=1, keepdims=True, dtype=np.float64)
 

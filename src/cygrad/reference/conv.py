@@ -11,8 +11,8 @@ conv2d is, per image, weight.reshape(C_out, -1) @ cols[n].
 """
 import numpy as np
 
-from cygrad.reference._checks import (check_ndim, check_shape, conv_geometry, float_array,
-                                      nchw_shape, same_dtype)
+from cygrad.reference._checks import (check_conv_weight, check_ndim, check_shape, conv_geometry,
+                                      float_array, nchw_shape, same_dtype)
 
 
 def _tap(i, d, s, n_out):
@@ -61,11 +61,7 @@ def _check_conv(x, weight):
     same_dtype(weight, "weight", x, "x")
     check_ndim(x, 4, "x")
     check_ndim(weight, 4, "weight")
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
-                         f"but x has {x.shape[1]} (shape {x.shape})")
-    if min(weight.shape) < 1:
-        raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+    check_conv_weight(x, weight)
 
 
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1):

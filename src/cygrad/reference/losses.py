@@ -12,9 +12,9 @@ from cygrad.reference._checks import check_ndim, float_array, same_dtype
 from cygrad.reference._elementwise import like, nonneg, real, reduction_divisor
 
 # torch clamps log() at -100 in binary_cross_entropy, and its gradient divides
-# by max(p * (1 - p), 1e-12).
+# by max(p * (1 - p), 1e-12), that 1e-12 being a float32 constant.
 LOG_CLAMP = -100.0
-BCE_EPS = 1e-12
+BCE_EPS = float(np.float32(1e-12))
 
 
 def mse_loss(pred, target, reduction="mean"):
@@ -30,6 +30,8 @@ def mse_loss(pred, target, reduction="mean"):
 def _class_targets(target, n, c):
     if target.ndim != 1 or target.shape[0] != n:
         raise ValueError(f"class-index target must have shape ({n},), got {target.shape}")
+    if not target.flags.c_contiguous:
+        raise ValueError("target must be C-contiguous (use numpy.ascontiguousarray)")
     bad = np.flatnonzero((target < 0) | (target >= c))
     if bad.size:
         i = int(bad[0])
@@ -97,7 +99,7 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
 
 def binary_cross_entropy(prob, target, reduction="mean"):
     """-(y * max(log p, -100) + (1 - y) * max(log(1 - p), -100)) (torch's clamp);
-    grad = (p - y) / max(p * (1 - p), 1e-12) / n. prob outside [0, 1] raises ValueError
+    grad = (1/n) * (p - y) / max(p * (1 - p), 1e-12). prob outside [0, 1] raises ValueError
     (as torch does), NaN propagates."""
     float_array(prob, "prob")
     like(target, "target", prob, "prob")
@@ -111,7 +113,7 @@ def binary_cross_entropy(prob, target, reduction="mean"):
         lp = np.maximum(np.log(p), LOG_CLAMP)
         lq = np.maximum(np.log(1.0 - p), LOG_CLAMP)
     loss = float(np.sum(-(y * lp + (1.0 - y) * lq))) * scale
-    grad = (p - y) / np.maximum((1.0 - p) * p, BCE_EPS) * scale
+    grad = scale * (p - y) / np.maximum((1.0 - p) * p, BCE_EPS)
     return loss, grad.astype(prob.dtype)
 
 

@@ -1,0 +1,148 @@
+"""Pooling: compiled kernels against the NumPy reference, finite differences and torch."""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import cygrad as cg
+from cygrad import kernels as K
+from cygrad import reference as R
+from cygrad.testing import gradcheck
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+BACKENDS = [pytest.param(K, id="kernels"), pytest.param(R, id="reference")]
+
+
+def close(a, b, dtype, terms=25):
+    """max |a - b| within the dtype's tolerance, relative to max(1, max |b|, sqrt(terms))
+    (a window sum of up to 25 unit-scale terms is of order 5 even where it cancels)."""
+    assert a.shape == b.shape and a.dtype == b.dtype == np.dtype(dtype)
+    scale = max(1.0, float(np.max(np.abs(b))) if b.size else 0.0, terms ** 0.5)
+    assert float(np.max(np.abs(a.astype(np.float64) - b), initial=0.0)) <= TOL[dtype] * scale
+
+
+@st.composite
+def pool_case(draw):
+    n, c = draw(st.integers(1, 5)), draw(st.integers(1, 7))
+    h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    s = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
+    assume(h + 2 * p[0] >= k[0] and w + 2 * p[1] >= k[1])
+    return (n, c, h, w), dict(kernel_size=k, stride=s, padding=p), draw(st.sampled_from([np.float32, np.float64]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(pool_case(), st.integers(0, 2**32 - 1), st.booleans())
+def test_backends_agree(case, seed, ties):
+    xs, kw, dtype = case
+    rng = np.random.default_rng(seed)
+    # ties: small integers, so windows hold equal maxima (the first one must win)
+    x = (rng.integers(-2, 3, xs) if ties else rng.standard_normal(xs)).astype(dtype)
+    y, idx = K.max_pool2d_forward(x, **kw)
+    y_ref, idx_ref = R.max_pool2d_forward(x, **kw)
+    assert idx.dtype == np.int64 and np.array_equal(idx, idx_ref)
+    close(y, y_ref, dtype)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    close(K.max_pool2d_backward(g, idx, xs), R.max_pool2d_backward(g, idx_ref, xs), dtype)
+    close(K.avg_pool2d_forward(x, **kw), R.avg_pool2d_forward(x, **kw), dtype)
+    close(K.avg_pool2d_backward(g, xs, **kw), R.avg_pool2d_backward(g, xs, **kw), dtype)
+
+
+@pytest.mark.parametrize("B", BACKENDS)
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0))])
+def test_gradcheck(B, kw):
+    rng = np.random.default_rng(1)
+    # distinct values 0.01 apart: no ties, so max-pool is differentiable at x
+    x = (rng.permutation(2 * 3 * 7 * 6) * 0.01).reshape(2, 3, 7, 6)
+    gradcheck(lambda x: B.max_pool2d_forward(x, **kw)[0], [x],
+              lambda g: [B.max_pool2d_backward(g, B.max_pool2d_forward(x, **kw)[1], x.shape)])
+    gradcheck(lambda x: B.avg_pool2d_forward(x, **kw), [x],
+              lambda g: [B.avg_pool2d_backward(g, x.shape, **kw)])
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_count_bitwise(kw, dtype):
+    x = np.random.default_rng(2).standard_normal((4, 6, 41, 40)).astype(dtype)
+    runs = []
+    for nt in (1, 2):
+        with cg.threads(nt):
+            y, idx = K.max_pool2d_forward(x, **kw)
+            a = K.avg_pool2d_forward(x, **kw)
+            runs.append((y, idx, a, K.max_pool2d_backward(np.cos(y), idx, x.shape),
+                         K.avg_pool2d_backward(np.cos(a), x.shape, **kw)))
+    for u, v in zip(*runs):
+        assert u.tobytes() == v.tobytes()
+
+
+def test_torch_oracle():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    cases = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+             dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1))]
+    for kw in cases:
+        for dtype in (np.float32, np.float64):
+            for x in (rng.standard_normal((3, 4, 13, 12)).astype(dtype),
+                      rng.integers(-1, 2, (3, 4, 13, 12)).astype(dtype)):   # ties
+                targs = (kw["kernel_size"], kw.get("stride"), kw.get("padding", 0))
+                xt = torch.tensor(x, requires_grad=True)
+                yt, it = F.max_pool2d(xt, *targs, return_indices=True)
+                g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+                yt.backward(torch.tensor(g))
+                xa = torch.tensor(x, requires_grad=True)
+                at = F.avg_pool2d(xa, *targs)
+                at.backward(torch.tensor(g))
+                for B in (K, R):
+                    y, idx = B.max_pool2d_forward(x, **kw)
+                    assert np.array_equal(idx, it.numpy())
+                    close(y, yt.detach().numpy(), dtype)
+                    close(B.max_pool2d_backward(g, idx, x.shape), xt.grad.numpy(), dtype)
+                    close(B.avg_pool2d_forward(x, **kw), at.detach().numpy(), dtype)
+                    close(B.avg_pool2d_backward(g, x.shape, **kw), xa.grad.numpy(), dtype)
+
+
+def test_nan_propagates_like_torch():
+    torch = pytest.importorskip("torch")
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = np.nan
+    x[0, 1, 3, 3] = -np.inf
+    yt, it = torch.nn.functional.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    for B in (K, R):
+        y, idx = B.max_pool2d_forward(x, 2)
+        assert np.array_equal(idx, it.numpy())
+        np.testing.assert_array_equal(y, yt.numpy())
+
+
+X = np.zeros((2, 3, 8, 8), np.float32)
+G = np.zeros((2, 3, 4, 4), np.float32)
+I = np.zeros((2, 3, 4, 4), np.int64)
+BAD = [
+    ("x", TypeError, lambda B: B.max_pool2d_forward(X.astype(np.int64), 2)),
+    ("x", ValueError, lambda B: B.max_pool2d_forward(X[0], 2)),
+    ("x", ValueError, lambda B: B.avg_pool2d_forward(X[..., ::2], 2)),
+    ("padding", ValueError, lambda B: B.max_pool2d_forward(X, 2, padding=2)),
+    ("padding", ValueError, lambda B: B.avg_pool2d_forward(X, 3, padding=-1)),
+    ("kernel_size", ValueError, lambda B: B.max_pool2d_forward(X, 9)),
+    ("kernel_size", TypeError, lambda B: B.avg_pool2d_forward(X, "2")),
+    ("stride", ValueError, lambda B: B.max_pool2d_forward(X, 2, stride=0)),
+    ("indices", ValueError, lambda B: B.max_pool2d_backward(G, I + 64, X.shape)),
+    ("indices", ValueError, lambda B: B.max_pool2d_backward(G, I - 1, X.shape)),
+    ("indices", TypeError, lambda B: B.max_pool2d_backward(G, I.astype(np.int32), X.shape)),
+    ("indices", TypeError, lambda B: B.max_pool2d_backward(G, I.tolist(), X.shape)),
+    ("indices", ValueError, lambda B: B.max_pool2d_backward(G, I[:, :2].copy(), X.shape)),
+    ("grad_out", ValueError, lambda B: B.max_pool2d_backward(G[:, :2].copy(), I, X.shape)),
+    ("grad_out", TypeError, lambda B: B.max_pool2d_backward(G.astype(np.int32), I, X.shape)),
+    ("x_shape", TypeError, lambda B: B.max_pool2d_backward(G, I, (3, 8, 8))),
+    ("grad_out", ValueError, lambda B: B.avg_pool2d_backward(G[..., :3].copy(), X.shape, 2)),
+    ("x_shape", ValueError, lambda B: B.avg_pool2d_backward(G, (2, 3, -8, 8), 2)),
+]
+
+
+@pytest.mark.parametrize("B", BACKENDS)
+@pytest.mark.parametrize("name, exc, call", BAD, ids=[f"{i}-{b[0]}" for i, b in enumerate(BAD)])
+def test_bad_input(B, name, exc, call):
+    with pytest.raises(exc, match=name):
+        call(B)
