@@ -165,7 +165,7 @@ class ConjugateGradient(_ClosureOptimizer):
     One `step(closure)` runs up to `max_iter` iterations, stopping as LBFGS does
     (|g|_inf <= tolerance_grad, or changes below tolerance_change). The first step is
     min(1, 1/|g|_1) * lr; later ones start from the previous step scaled by
-    g_prev.d_prev / g.d. Returns the loss of the first evaluation.
+    g_prev.d_prev / g.d (line_search=None: every step is lr). Returns the first loss.
     """
 
     defaults = dict(lr=1.0, beta="polak-ribiere", line_search="strong_wolfe", max_iter=20,
@@ -203,20 +203,20 @@ class ConjugateGradient(_ClosureOptimizer):
         restart = h["restart"] or self.data.size
         loss, g = self._evaluate(closure)
         orig_loss, evals = loss, 1
-        for it in range(1, h["max_iter"] + 1):
+        for _ in range(h["max_iter"]):
             if np.abs(g).max() <= tol_grad:
                 break
-            fresh = self.n_iter % restart == 0
-            self.d = -g if fresh else -g + self._beta(g) * self.d
+            restarting = self.n_iter % restart == 0
+            self.d = -g if restarting else -g + self._beta(g) * self.d
             gtd = float(np.dot(g, self.d))
             if gtd >= 0:  # lost conjugacy: steepest descent again
-                self.d, gtd, fresh = -g, -float(np.dot(g, g)), True
-            if self.n_iter == 0:
-                t = min(1.0, 1.0 / float(np.abs(g).sum())) * h["lr"]
-            elif h["line_search"] is None:
+                self.d, gtd = -g, -float(np.dot(g, g))
+            if h["line_search"] is None:
                 t = h["lr"]
-            else:  # assume the first-order change along d equals the last one
-                t = self.prev_t * self.prev_gtd / gtd
+            elif self.n_iter and self.prev_t > 0:
+                t = self.prev_t * self.prev_gtd / gtd  # same first-order change as last time
+            else:  # first step (or after a failed search): move at most lr in the L1 norm
+                t = min(1.0, 1.0 / float(np.abs(g).sum())) * h["lr"]
             self.n_iter += 1
             self.prev_grad, prev_loss = g, loss
             if h["line_search"] is not None:
