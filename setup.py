@@ -87,6 +87,7 @@ def ext(name, sources):
         name,
         sources=sources,
         include_dirs=[np.get_include(), "csrc"],
+        depends=sorted(glob.glob(os.path.join("csrc", "*.h"))),  # rebuild when a header changes
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 

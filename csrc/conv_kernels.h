@@ -183,6 +183,14 @@ static void cg_conv_init(void) {
 #endif
 }
 
+/* for tests: force the plain loops (0) or the AVX-512 ones where supported (1) */
+static int cg_conv_set512(int on) {
+    int old = cg_conv_use512;
+    cg_conv_init();
+    cg_conv_use512 = cg_conv_use512 && on;
+    return old;
+}
+
 #if CG_HAVE_512_BUILD
 #define CG_DISPATCH(T)                                                                    \
     static void cg_im2col_##T(const T *x, T *cols, const cg_geom *g) {                    \

@@ -62,6 +62,53 @@ def test_backends_agree(case, seed):
     close(gw, want[1], dtype, terms[1])
 
 
+@pytest.fixture(params=[True, False], ids=["simd", "plain"])
+def simd(request):
+    """Run a test on the AVX-512 row-segment path (where the CPU has it) and on the plain loops."""
+    old = K.conv._use_avx512(request.param)
+    yield request.param
+    K.conv._use_avx512(old)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(padding=2), dict(stride=2, padding=(1, 3)),
+                                dict(padding=1, dilation=(1, 2))])
+@pytest.mark.parametrize("shape", [(2, 3, 9, 7), (1, 2, 5, 40), (2, 2, 30, 11)])   # rows <16, >16
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_paths_exact(simd, kw, shape, dtype):
+    # both row-segment paths do the same arithmetic per element: equal to the reference
+    # bit for bit in im2col, and within rounding in col2im
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape).astype(dtype)
+    cols = K.im2col(x, (3, 3), **kw)
+    assert np.array_equal(cols, R.im2col(x, (3, 3), **kw))
+    c = rng.standard_normal(cols.shape).astype(dtype)
+    close(K.col2im(c, shape, (3, 3), **kw), R.col2im(c, shape, (3, 3), **kw), dtype, 9)
+    w = rng.standard_normal((4, shape[1], 3, 3)).astype(dtype)
+    y = R.conv2d_forward(x, w, **kw)
+    for got, ref in zip(K.conv2d_backward(y, x, w, **kw), R.conv2d_backward(y, x, w, **kw)):
+        close(got, ref, dtype, y.size)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(padding=2), dict(stride=2, padding=(1, 3))])
+@pytest.mark.parametrize("shape", [(2, 3, 9, 7), (1, 2, 5, 40), (2, 2, 30, 11)])
+def test_simd_and_plain_paths_bitwise(kw, shape):
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(shape), rng.standard_normal((4, shape[1], 3, 3))
+    c = rng.standard_normal(K.im2col(x, 3, **kw).shape)
+    runs = []
+    old = K.conv._use_avx512(True)
+    try:
+        for on in (True, False):
+            K.conv._use_avx512(on)
+            y = K.conv2d_forward(x, w, **kw)
+            runs.append((K.im2col(x, 3, **kw), K.col2im(c, shape, 3, **kw), y)
+                        + K.conv2d_backward(y, x, w, **kw))
+    finally:
+        K.conv._use_avx512(old)
+    for a, b in zip(*runs):
+        assert a.tobytes() == b.tobytes()
+
+
 @pytest.mark.parametrize("B", BACKENDS)
 @pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1), dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1))])
 def test_im2col_col2im_adjoint(B, kw):

@@ -101,7 +101,8 @@ def server(tmp_path):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield url, files, {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}

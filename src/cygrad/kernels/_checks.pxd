@@ -41,3 +41,7 @@ cdef inline bint overlaps(object x, object y):
     cdef char *px = <char *>cnp.PyArray_DATA(ax)
     cdef char *py = <char *>cnp.PyArray_DATA(ay)
     return px < py + ny and py < px + nx
+
+cdef inline void *array_data(object x):
+    """Data pointer of an ndarray already checked by the helpers above."""
+    return cnp.PyArray_DATA(<cnp.ndarray>x)

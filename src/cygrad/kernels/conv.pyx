@@ -29,7 +29,7 @@ from cython.parallel cimport prange, threadid
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels.gemm cimport sgemm, dgemm
-from cygrad.kernels._checks cimport float_array, same_dtype, check_ndim
+from cygrad.kernels._checks cimport array_data, check_ndim, float_array, same_dtype
 from cygrad.reference._checks import check_conv_weight, check_shape, conv_geometry, nchw_shape
 
 cnp.import_array()
@@ -55,6 +55,7 @@ cdef extern from "conv_kernels.h":
     ctypedef struct Geom "cg_geom":
         Py_ssize_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo
     void cg_conv_init()
+    int cg_conv_set512(int on)
     void cg_im2col_float(const float *x, float *cols, const Geom *g) noexcept nogil
     void cg_im2col_double(const double *x, double *cols, const Geom *g) noexcept nogil
     void cg_col2im_float(const float *cols, float *x, const Geom *g) noexcept nogil
@@ -65,6 +66,13 @@ cdef extern from "conv_kernels.h":
                         Py_ssize_t kr, Py_ssize_t L, int accumulate) noexcept nogil
 
 cg_conv_init()
+
+
+def _use_avx512(bint on):
+    """Test hook: run im2col/col2im on the AVX-512 path (on, where the CPU has it) or
+    on the plain loops; returns whether AVX-512 was in use before. Not thread-safe."""
+    return bool(cg_conv_set512(on))
+
 
 # Weight gradients of patches with at most SMALL_K rows (K + 1 for the bias) are
 # direct dot products: at that depth the GEMM would mostly pack.
@@ -212,10 +220,6 @@ cdef int threads_for(double macs):
     return 1 if macs < SERIAL_MACS else num_threads()
 
 
-cdef inline void *data(object a):
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
 cdef void each_image(bint fold, const real *src, real *dst, const Geom *g, Py_ssize_t n,
                      int nt) noexcept nogil:
     """im2col of every image (fold False: src x, dst cols) or col2im (fold True)."""
@@ -228,8 +232,8 @@ cdef void each_image(bint fold, const real *src, real *dst, const Geom *g, Py_ss
 
 
 cdef object unfold_or_fold(bint fold, int t, src, dst, const Geom *g):
-    cdef void *ps = data(src)
-    cdef void *pd = data(dst)
+    cdef void *ps = array_data(src)
+    cdef void *pd = array_data(dst)
     cdef Py_ssize_t n = src.shape[0]
     cdef int nt = threads_for(<double>n * g.c * g.kh * g.kw * g.ho * g.wo)
     with nogil:
@@ -298,10 +302,10 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1):
     if kb > K:
         buf[:, K, :] = 1
     y = np.empty((n, cout, g.ho, g.wo), x.dtype)
-    cdef void *px = data(x)
-    cdef void *pw = data(wext)
-    cdef void *py = data(y)
-    cdef void *pb = data(buf)
+    cdef void *px = array_data(x)
+    cdef void *pw = array_data(wext)
+    cdef void *py = array_data(y)
+    cdef void *pb = array_data(buf)
     cdef int rc
     with nogil:
         if t == cnp.NPY_FLOAT:
@@ -343,16 +347,16 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, inp
     cbuf = np.empty((nt, K + 1, L), x.dtype)
     dbuf = np.empty(nt * K * L if want_x else 1, x.dtype)
     grad_x = np.empty(x.shape, x.dtype) if want_x else None
-    cdef void *pgo = data(grad_out)
-    cdef void *px = data(x)
-    cdef void *pw = data(weight)
+    cdef void *pgo = array_data(grad_out)
+    cdef void *px = array_data(x)
+    cdef void *pw = array_data(weight)
     cdef void *pgx = NULL
     if want_x:
-        pgx = data(grad_x)
-    cdef void *pt = data(total)
-    cdef void *pp = data(part)
-    cdef void *pc = data(cbuf)
-    cdef void *pd = data(dbuf)
+        pgx = array_data(grad_x)
+    cdef void *pt = array_data(total)
+    cdef void *pp = array_data(part)
+    cdef void *pc = array_data(cbuf)
+    cdef void *pd = array_data(dbuf)
     cdef int rc
     with nogil:
         if t == cnp.NPY_FLOAT:

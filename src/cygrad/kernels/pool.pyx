@@ -13,7 +13,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 
 from cygrad._runtime cimport num_threads
-from cygrad.kernels._checks cimport float_array, check_ndim
+from cygrad.kernels._checks cimport array_data, check_ndim, float_array
 from cygrad.reference._checks import check_shape, nchw_shape, pool_geometry
 
 cnp.import_array()
@@ -140,11 +140,11 @@ cdef void each_plane(PlaneOp op, const real *src, real *dst, index_t *idx, const
 
 cdef object run(PlaneOp op, int t, src, dst, idx, const Pool *q, Py_ssize_t planes):
     """each_plane on arrays of dtype number t (idx: int64 array or None); returns dst."""
-    cdef void *ps = data(src)
-    cdef void *pd = data(dst)
+    cdef void *ps = array_data(src)
+    cdef void *pd = array_data(dst)
     cdef index_t *pi = NULL
     if idx is not None:
-        pi = <index_t *>data(idx)
+        pi = <index_t *>array_data(idx)
     cdef int nt = threads_for(planes * q.h * q.w)
     with nogil:
         if t == cnp.NPY_FLOAT:
@@ -168,10 +168,6 @@ cdef Pool make_pool(Py_ssize_t h, Py_ssize_t w, k, s, p, out):
 
 cdef int threads_for(Py_ssize_t size):
     return 1 if size < SERIAL_SIZE else num_threads()
-
-
-cdef inline void *data(object a):
-    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef tuple parse_x(x, kernel_size, stride, padding):
@@ -202,7 +198,7 @@ cdef int check_indices(indices, grad_out, Py_ssize_t hw) except -1:
     if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>indices):
         raise ValueError("indices must be C-contiguous (use numpy.ascontiguousarray)")
     check_shape(indices, grad_out.shape, "indices")
-    cdef const index_t *p = <const index_t *>data(indices)
+    cdef const index_t *p = <const index_t *>array_data(indices)
     cdef Py_ssize_t i, n = indices.size
     cdef index_t lo = 0, hi = 0
     for i in range(n):              # min/max pass (vectorised); the GIL is held

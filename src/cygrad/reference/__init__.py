@@ -1,8 +1,5 @@
 """Readable NumPy implementations: the specification every compiled kernel is checked against."""
 from cygrad.reference.gemm import matmul
-from cygrad.reference.conv import col2im, conv2d_backward, conv2d_forward, im2col
-from cygrad.reference.pool import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
-                                   max_pool2d_forward)
 from cygrad.reference.activations import (
     leaky_relu, leaky_relu_backward, log_softmax, relu, relu_backward, sigmoid, sigmoid_backward,
     softmax, tanh, tanh_backward)
@@ -11,12 +8,15 @@ from cygrad.reference.losses import (
     mse_loss)
 from cygrad.reference.dropout import dropout, dropout_backward
 from cygrad.reference.optim import adagrad_step, adam_step, adamw_step, rmsprop_step, sgd_step
+from cygrad.reference.conv import col2im, conv2d_backward, conv2d_forward, im2col
+from cygrad.reference.pool import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
+                                   max_pool2d_forward)
 
 __all__ = ["matmul",
-           "im2col", "col2im", "conv2d_forward", "conv2d_backward",
-           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
            "relu_backward", "leaky_relu_backward", "sigmoid_backward", "tanh_backward",
            "mse_loss", "cross_entropy", "binary_cross_entropy_with_logits", "binary_cross_entropy",
            "l1_penalty", "l2_penalty", "dropout", "dropout_backward",
-           "sgd_step", "adagrad_step", "rmsprop_step", "adam_step", "adamw_step"]
+           "sgd_step", "adagrad_step", "rmsprop_step", "adam_step", "adamw_step",
+           "im2col", "col2im", "conv2d_forward", "conv2d_backward",
+           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
