@@ -3,7 +3,7 @@ quadratic, the Rosenbrock function and (with MNIST) the 784-128-64-10 MLP. Print
 many iterations (epochs for the MLP) each needs to reach a target loss; --plot FILE
 writes the loss curves when matplotlib is installed.
 
-    python examples/optimizers.py [--data DIR] [--epochs 3] [--plot FILE] [--quick]
+    python examples/optimizers.py [--data DIR] [--epochs 5] [--plot FILE] [--threads 2] [--quick]
 """
 import argparse
 import time
@@ -108,12 +108,15 @@ def plot(curves, path):
 def main():
     p = argparse.ArgumentParser(description="first-order optimizers side by side")
     p.add_argument("--data", help="folder with the MNIST IDX files")
-    p.add_argument("--epochs", type=int, default=3, help="MLP epochs per optimizer")
-    p.add_argument("--target", type=float, default=0.1, help="MLP training-loss target")
+    p.add_argument("--epochs", type=int, default=5, help="MLP epochs per optimizer")
+    p.add_argument("--target", type=float, default=0.05, help="MLP training-loss target")
     p.add_argument("--no-mnist", action="store_true", help="only the two test functions")
     p.add_argument("--plot", metavar="FILE")
+    p.add_argument("--threads", type=int)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
+    if args.threads:
+        cg.set_num_threads(args.threads)
     curves, iterations = {}, {}
     for problem, (fn, start, target, max_iter, optimizers) in PROBLEMS.items():
         print(f"\n{problem} from {start}: iterations to loss < {target:g} (max {max_iter})")

@@ -2,7 +2,7 @@
 H d = -g), nonlinear conjugate gradient and L-BFGS, on the Rosenbrock function and on
 L2-regularised logistic regression separating two MNIST digits (3 vs 8 by default).
 
-    python examples/second_order.py [--data DIR] [--digits 3 8] [--quick]
+    python examples/second_order.py [--data DIR] [--digits 3 8] [--threads 2] [--quick]
 """
 import argparse
 import time
@@ -144,8 +144,11 @@ def main():
     p.add_argument("--digits", type=int, nargs=2, default=(3, 8))
     p.add_argument("--lam", type=float, default=1e-2, help="L2 penalty of the logistic regression")
     p.add_argument("--gd-iters", type=int, default=5000, help="gradient descent's iteration cap")
+    p.add_argument("--threads", type=int)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
+    if args.threads:
+        cg.set_num_threads(args.threads)
     if args.quick:
         args.gd_iters = min(args.gd_iters, 100)
     errors = rosenbrock_race()
