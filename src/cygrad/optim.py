@@ -206,3 +206,4 @@ class AdamW(Adam):
 
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
+from cygrad.optim_second_order import LBFGS, ConjugateGradient, Newton  # noqa: E402
