@@ -41,3 +41,18 @@ def test_plan_follows_replaced_layers():
     model[1]  # indexing works after planning
     setattr(model, "1", cg.nn.AvgPool2d(2))
     np.testing.assert_array_equal(model(x), K.avg_pool2d_forward(K.relu(x), 2))
+
+
+def test_first_order_step_accepts_a_closure():
+    """opt.step(closure) as torch: the closure runs first, its loss is returned."""
+    p = cg.nn.Parameter(np.array([3.0, -2.0]))
+    opt = cg.optim.SGD([p], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        p.grad[...] = 2 * p.data  # d/dp of |p|^2
+        return float(np.sum(p.data ** 2))
+
+    assert opt.step(closure) == 13.0
+    np.testing.assert_allclose(p.data, [1.5, -1.0])
+    assert opt.step() is None

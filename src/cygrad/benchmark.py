@@ -148,7 +148,7 @@ def run(models=MODELS, batch_sizes=(32, 64, 256), threads=(1, 2), steps=None, re
                     state = {k: np.array(v) for k, v in model.state_dict().items()}
             # the reference backend is slow: fewer repeats
             reps = repeats if impl != "reference" else max(1, min(repeats, 3))
-            time.sleep(0.05)  # let the previous runtime's spinning threads go idle
+            time.sleep(0.3)  # let the previous runtime's spinning threads go idle (OpenBLAS spins ~0.1 s)
             with limit():
                 for mode, fn in (("train", train_step), ("eval", lambda x, y: predict(x))):
                     if bar is not None:

@@ -60,10 +60,16 @@ class Optimizer:
         """Zero every gradient (one fill of the flat gradient buffer)."""
         self.grad.fill(0)
 
-    def step(self):
-        """One update of every parameter: a single kernel call on the flat buffers."""
+    def step(self, closure=None):
+        """One update of every parameter: a single kernel call on the flat buffers.
+
+        closure (optional, as torch): a callable that recomputes the loss and fills
+        the gradients; it is called first and its loss returned.
+        """
+        loss = None if closure is None else closure()
         self.step_count += 1
         self._update(backend.current(), self.state)
+        return loss
 
     def state_dict(self):
         """{'type', 'step', 'hyper', 'state': {name: flat array copy}}."""
@@ -205,5 +211,7 @@ class AdamW(Adam):
                          amsgrad=amsgrad)
 
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 from cygrad.optim_second_order import LBFGS, ConjugateGradient, Newton  # noqa: E402
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "LBFGS",
+           "ConjugateGradient", "Newton"]
