@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conv_cases import OPS, conv2_flops, gemm_runner, runners  # noqa: E402
-from report_gemm import interleaved_medians  # noqa: E402
+from report_gemm import block_medians  # noqa: E402
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
     for nt in threads:
         for batch in batches:
             for op in OPS:
-                med = interleaved_medians(runners(op, batch, nt), args.repeat)
+                med = block_medians(runners(op, batch, nt), args.repeat)
                 t = med.get("torch")
                 print(f"| {op} | {batch} | {nt} | {med['cygrad'] * 1e3:.3f} | "
                       f"{med['reference'] * 1e3:.2f} | {'%.3f' % (t * 1e3) if t else '-'} | "
@@ -39,7 +39,7 @@ def main():
     for nt in threads:
         for batch in batches:
             # timed in turn with the same three GEMMs at the whole batch's im2col shape
-            med = interleaved_medians({"conv": runners("conv2", batch, nt)["cygrad"],
+            med = block_medians({"conv": runners("conv2", batch, nt)["cygrad"],
                                        "gemm": gemm_runner(batch, nt)}, args.repeat)
             gf, ggf = (conv2_flops(batch) / med[k] / 1e9 for k in ("conv", "gemm"))
             print(f"| conv2 | {batch} | {nt} | {gf:.0f} | {ggf:.0f} | {1 - gf / ggf:.0%} |", flush=True)
