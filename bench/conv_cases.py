@@ -3,9 +3,10 @@ report_conv.py time them: conv1 1->32 3x3 on 28x28 (no input gradient: first lay
 conv2 32->64 3x3 on 13x13, max-pool 2 on 26x26x32 and on 11x11x64; each op is its
 forward and backward pass, float32.
 """
-import contextlib
 
 import numpy as np
+
+from cygrad.benchmark import torch_threads
 
 OPS = ["conv1", "conv2", "conv1+conv2", "maxpool"]
 CONV1 = ((1, 28, 28), (32, 1, 3, 3), False)     # (C, H, W), weight, input_grad
@@ -85,16 +86,7 @@ def runners(op, batch, threads, seed=0):
     except ImportError:
         return res
 
-    @contextlib.contextmanager
-    def torch_threads():
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
-
-    res["torch"] = (run_all(_torch_steps(torch, convs, pools)), torch_threads)
+    res["torch"] = (run_all(_torch_steps(torch, convs, pools)), lambda: torch_threads(threads))
     return res
 
 

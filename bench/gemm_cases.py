@@ -2,9 +2,10 @@
 
 Each case is (label, m, n, k, trans_a, trans_b): C[m,n] = op(A)[m,k] @ op(B)[k,n].
 """
-import contextlib
 
 import numpy as np
+
+from cygrad.benchmark import torch_threads
 
 SQUARE = [(f"square{n}", n, n, n, False, False) for n in (256, 512, 1024, 2048)]
 
@@ -67,14 +68,5 @@ def runners(case, dtype, threads):
     topa, topb = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
     tout = torch.from_numpy(out)
 
-    @contextlib.contextmanager
-    def torch_threads():
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
-
-    res["torch"] = (lambda: torch.matmul(topa, topb, out=tout), torch_threads)
+    res["torch"] = (lambda: torch.matmul(topa, topb, out=tout), lambda: torch_threads(threads))
     return res

@@ -29,6 +29,18 @@ def batches(model, batch, count=4, seed=0):
              rng.integers(0, 10, batch).astype(np.int64)) for _ in range(count)]
 
 
+@contextlib.contextmanager
+def torch_threads(n):
+    """Run the block with PyTorch on n intra-op threads, then restore its setting."""
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 # ---- one implementation = (train_step(x, y), predict(x), thread limiter) ---------------
 
 def _cygrad_impl(model_name, backend, threads, seed):
@@ -90,16 +102,7 @@ def _torch_impl(model_name, state_dict, threads):
         with torch.no_grad():
             return model(torch.from_numpy(x))
 
-    @contextlib.contextmanager
-    def limit():
-        old = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
-
-    return train_step, predict, limit
+    return train_step, predict, lambda: torch_threads(threads)
 
 
 def _throughput(fn, data, batch, steps, repeats, warmup):
