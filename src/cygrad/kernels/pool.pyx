@@ -198,12 +198,10 @@ cdef int check_indices(indices, grad_out, Py_ssize_t hw) except -1:
     if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>indices):
         raise ValueError("indices must be C-contiguous (use numpy.ascontiguousarray)")
     check_shape(indices, grad_out.shape, "indices")
-    cdef const index_t *p = <const index_t *>array_data(indices)
-    cdef Py_ssize_t i, n = indices.size
-    cdef index_t lo = 0, hi = 0
-    for i in range(n):              # min/max pass (vectorised); the GIL is held
-        lo = p[i] if p[i] < lo else lo
-        hi = p[i] if p[i] > hi else hi
+    if indices.size == 0:
+        return 0
+    # NumPy's SIMD min/max: a serial scalar pass here cost more than the whole scatter
+    cdef index_t lo = indices.min(), hi = indices.max()
     if lo < 0 or hi >= hw:
         raise ValueError(f"indices must lie in [0, {hw}) (flat index in an H*W plane), "
                          f"got values in [{lo}, {hi}]")
