@@ -24,9 +24,10 @@ def _mpiexec():
 
 
 def _run(args, n=2):
+    """`mpiexec -n n python args...` (plain python when n == 0), skipped without MPI."""
     if not distributed.available():
         pytest.skip("mpi4py is not installed (pip install 'cygrad[mpi]')")
-    cmd = [sys.executable, str(WORKER), *map(str, args)]
+    cmd = [sys.executable, *map(str, args)]
     if n:
         if _mpiexec() is None:
             pytest.skip("no mpiexec on PATH or next to the Python executable")
@@ -89,7 +90,7 @@ def test_without_mpi4py_the_error_says_how_to_install(monkeypatch):
 
 # -- under mpiexec -n 2 ---------------------------------------------------------------------
 def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path):
-    _ok(_run(["equiv", tmp_path / "r.npz"]))
+    _ok(_run([WORKER, "equiv", tmp_path / "r.npz"]))
     r = np.load(tmp_path / "r.npz")
     assert r["seeded_apart"] and r["same_start"]  # rank 0's weights broadcast to rank 1
     assert r["same_end"]  # the ranks stay bitwise identical
@@ -100,7 +101,7 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(tmp_path):
 
 
 def test_a_rank_that_raises_stops_every_rank():
-    proc = _run(["raise"])
+    proc = _run([WORKER, "raise"])
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert "rank 1 stopped: ValueError: boom on rank 1 at step 3" in out
@@ -108,18 +109,36 @@ def test_a_rank_that_raises_stops_every_rank():
 
 
 def test_an_uncaught_exception_aborts_the_job():
-    proc = _run(["uncaught"])  # rank 0 waits in a Barrier: MPI_Abort ends it
+    proc = _run([WORKER, "uncaught"])  # rank 0 waits in a Barrier: MPI_Abort ends it
     assert proc.returncode != 0
     assert "uncaught on rank 1" in proc.stderr
 
 
 def test_rank_0_checkpoints_and_any_number_of_ranks_resumes(tmp_path):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    proc = _ok(_run(["ckpt", one, two]))
+    proc = _ok(_run([WORKER, "ckpt", one, two]))
     assert "saves per rank [3, 0]" in proc.stdout
     # epoch 2 on 1 rank x batch 2B continues the 2 ranks x batch B run exactly
-    _ok(_run(["resume", one, tmp_path / "r.npy"], n=0))
+    _ok(_run([WORKER, "resume", one, tmp_path / "r.npy"], n=0))
     model = cg.models.mlp((12, 16, 10), dtype=np.float64)
     cg.load(two, model)
     resumed = np.load(tmp_path / "r.npy")
     assert np.abs(model.flat_buffers()[0] - resumed).max() <= 1e-12
+
+
+def test_cli_distributed(fake_mnist, tmp_path):
+    proc = _ok(_run(["-m", "cygrad", "train", "mlp", "--data", fake_mnist, "--epochs", "1",
+                     "--no-progress", "--batch-size", "16", "--distributed",
+                     "--checkpoint", tmp_path / "c.npz"]))
+    assert proc.stdout.count("test accuracy") == 1  # rank 0 reports
+    assert "batch 2 ranks x 16" in proc.stderr
+    assert cg.io.read(tmp_path / "c.npz")[1]["meta"]["epoch"] == 1
+
+
+def test_cli_distributed_without_mpi4py(fake_mnist, monkeypatch, capsys):
+    from cygrad.cli import main
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setattr(distributed, "_context", None)
+    assert main(["train", "mlp", "--data", str(fake_mnist), "--distributed"]) == 2
+    assert "pip install 'cygrad[mpi]'" in capsys.readouterr().err
+
