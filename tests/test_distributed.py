@@ -142,3 +142,75 @@ def test_cli_distributed_without_mpi4py(fake_mnist, monkeypatch, capsys):
     assert main(["train", "mlp", "--data", str(fake_mnist), "--distributed"]) == 2
     assert "pip install 'cygrad[mpi]'" in capsys.readouterr().err
 
+
+
+# -- two "hosts": network namespaces joined by a veth pair -------------------------------
+SSH = """#!/bin/sh
+# hydra's ssh launcher calls: ssh [options] HOST COMMAND; run COMMAND in HOST's namespace
+while [ "${1#-}" != "$1" ]; do shift; done
+host=$1; shift
+exec ip netns exec "$(cat "$(dirname "$0")/ns-$host")" sh -c "$*"
+"""
+
+
+def _ip(*args):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+
+
+def _veth_bytes(ns, dev):
+    lines = _ip("-n", ns, "-s", "link", "show", dev).stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.split()[:1] == ["TX:"])
+    return int(lines[i + 1].split()[0])  # the number under "bytes" on the TX line
+
+
+@pytest.fixture
+def two_hosts(tmp_path):
+    """Namespaces cg<pid>a (10.77.x.1) and cg<pid>b (10.77.x.2) with a veth pair, and an
+    ssh stand-in for hydra; skipped where that needs privileges this machine lacks."""
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs root and iproute2 (ip netns)")
+    if _mpiexec() is None or "hydra" not in os.path.realpath(_mpiexec()) and not \
+            Path(_mpiexec()).with_name("mpiexec.hydra").exists():
+        pytest.skip("needs MPICH's hydra mpiexec (its ssh launcher is replaced by ip netns exec)")
+    tag, net = f"cg{os.getpid()}", f"10.77.{os.getpid() % 250}"
+    names = [f"{tag}a", f"{tag}b"]
+    hosts = [f"{net}.1", f"{net}.2"]
+    try:
+        steps = [("netns", "add", names[0]), ("netns", "add", names[1]),
+                 ("link", "add", f"{tag}v0", "type", "veth", "peer", "name", f"{tag}v1")]
+        for i in (0, 1):
+            steps += [("link", "set", f"{tag}v{i}", "netns", names[i]),
+                      ("-n", names[i], "addr", "add", hosts[i] + "/24", "dev", f"{tag}v{i}"),
+                      ("-n", names[i], "link", "set", f"{tag}v{i}", "up"),
+                      ("-n", names[i], "link", "set", "lo", "up")]
+        for step in steps:
+            r = _ip(*step)
+            if r.returncode:
+                pytest.skip(f"ip {' '.join(step)}: {r.stderr.strip()}")
+        ssh = tmp_path / "netns-ssh"
+        ssh.write_text(SSH)
+        ssh.chmod(0o755)
+        for name, host in zip(names, hosts):
+            (tmp_path / f"ns-{host}").write_text(name)
+        yield names, hosts, ssh, f"{tag}v0"
+    finally:
+        for name in names:
+            _ip("netns", "del", name)  # removes the veth pair with it
+
+
+def test_two_hosts_over_tcp_match_one_process(two_hosts, tmp_path):
+    if not distributed.available():
+        pytest.skip("mpi4py is not installed (pip install 'cygrad[mpi]')")
+    names, hosts, ssh, dev = two_hosts
+    before = _veth_bytes(names[0], dev)
+    cmd = ["ip", "netns", "exec", names[0], _mpiexec(), "-launcher", "ssh", "-launcher-exec",
+           str(ssh), "-hosts", ",".join(hosts), "-n", "2", "-ppn", "1",
+           sys.executable, str(WORKER), "equiv", str(tmp_path / "r.npz")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", UCX_TLS="tcp,self",  # TCP, no shared memory
+               MPIR_CVAR_CH4_NETMOD="ucx")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = np.load(tmp_path / "r.npz")
+    assert r["same_start"] and r["same_end"] and r["diff"] <= 1e-12
+    grad_bytes = 8 * (12 * 16 + 16 + 16 * 10 + 10)
+    assert _veth_bytes(names[0], dev) - before >= 20 * grad_bytes  # the gradients went over veth
