@@ -24,6 +24,10 @@ raises RemoteError naming it. Outside `fit`, `init` installs a sys.excepthook th
 calls MPI_Abort for an uncaught exception (as `python -m mpi4py` does), so a job never
 hangs on a rank that died.
 
+Two hosts: tests/test_distributed.py runs the ranks in two network namespaces joined
+by a veth pair (hydra's ssh launcher replaced by `ip netns exec`, UCX_TLS=tcp,self so the
+gradients cross the veth over TCP) and checks the result against one process.
+
 Reduction order: MPI leaves the order of a sum to the implementation. With 2 ranks a
 sum is a single IEEE addition (exact order-free); for more ranks MPICH and Open MPI pick
 a fixed algorithm per (size, message length), so runs repeat, and every rank receives
@@ -93,7 +97,10 @@ class Context:
         """Collective (matches the other ranks' next check): report exc to every rank."""
         if getattr(exc, "_cygrad_reported", False) or isinstance(exc, RemoteError):
             return
-        exc._cygrad_reported = True
+        try:
+            exc._cygrad_reported = True  # outer handlers must not report it again
+        except AttributeError:
+            pass
         self._exchange(f"{type(exc).__name__}: {exc}")
 
     @contextmanager
