@@ -1,5 +1,6 @@
 """The training loop: fit (progress bar, validation, per-epoch checkpoints, resume, L1)
 and evaluate."""
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -126,10 +127,7 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
 
 def _reported(dist):
     """Distributed: report an exception to the other ranks (so none waits forever)."""
-    if dist is None:
-        import contextlib
-        return contextlib.nullcontext()
-    return dist.errors()
+    return contextlib.nullcontext() if dist is None else dist.errors()
 
 
 def _resume(checkpoint, model, optimizer, dist):
