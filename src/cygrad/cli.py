@@ -2,6 +2,7 @@
 
   cygrad info                        version, OpenMP, instruction set, threads
   cygrad train mlp|cnn [options]     train on MNIST, evaluate on the test set each epoch
+                                     (data-parallel: mpiexec -n K cygrad train cnn --distributed)
   cygrad eval CHECKPOINT             test accuracy of a checkpoint written by train
   cygrad bench [options]             training-step throughput vs reference and PyTorch
 """
@@ -70,6 +71,14 @@ def _find_data(args):
 def _train(args):
     import numpy as np
     import cygrad as cg
+    rank = 0
+    if args.distributed:
+        from cygrad import distributed
+        try:
+            rank = distributed.init().rank
+        except ImportError as e:  # the message says how to install mpi4py
+            print(f"cygrad: error: {e}", file=sys.stderr)
+            return 2
     recipe = RECIPES[args.model]
     epochs = args.epochs if args.epochs is not None else recipe["epochs"]
     batch_size = args.batch_size if args.batch_size is not None else recipe["batch_size"]
@@ -81,12 +90,14 @@ def _train(args):
         root, batch_size=batch_size, flatten=args.model == "mlp", dtype=dtype, seed=args.seed)
     model = cg.models.BUILDERS[args.model](dtype=dtype, seed=args.seed)
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr)
-    print(f"cygrad: training {args.model} ({model.num_parameters():,} parameters, {dtype.name}) on "
-          f"MNIST from {root}: {opt}, batch {batch_size}, {epochs} epochs, "
-          f"{cg.get_num_threads()} threads, backend {cg.get_backend()}", file=sys.stderr)
+    ranks = f"{distributed.init().size} ranks x " if args.distributed else ""
+    if rank == 0:
+        print(f"cygrad: training {args.model} ({model.num_parameters():,} parameters, {dtype.name}) "
+              f"on MNIST from {root}: {opt}, batch {ranks}{batch_size}, {epochs} epochs, "
+              f"{cg.get_num_threads()} threads, backend {cg.get_backend()}", file=sys.stderr)
     meta = {"arch": args.model, "dtype": dtype.name, "seed": args.seed, "batch_size": batch_size,
             "optimizer": args.optimizer, "lr": args.lr, "l1": args.l1}
-    if args.resume and args.checkpoint and Path(args.checkpoint).exists():
+    if args.resume and args.checkpoint and Path(args.checkpoint).exists() and rank == 0:
         saved = cg.io.read(args.checkpoint)[1]["meta"]
         changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in meta.items() if k in saved and saved[k] != v]
         if changed:
@@ -96,8 +107,11 @@ def _train(args):
     t0 = time.perf_counter()
     history = cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt, train_loader, epochs=epochs,
                            val_loader=test_loader, progress="epoch" if args.no_progress else True,
-                           checkpoint=args.checkpoint, resume=args.resume, l1=args.l1, meta=meta)
+                           checkpoint=args.checkpoint, resume=args.resume, l1=args.l1, meta=meta,
+                           distributed=args.distributed)
     wall = time.perf_counter() - t0
+    if rank != 0:
+        return 0
     print("epoch  train_loss  train_acc  test_loss  test_acc  seconds  images/s")
     for i in range(len(history["epoch"])):
         print(f"{history['epoch'][i]:5d}  {history['loss'][i]:10.4f}  {history['accuracy'][i]:9.4f}"
@@ -161,6 +175,9 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (a line per epoch only)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks (run under mpiexec -n K; needs "
+                        "pip install 'cygrad[mpi]'); --batch-size is per rank")
     _data_options(p)
     p.set_defaults(func=_train)
 

@@ -1,5 +1,6 @@
 """The training loop: fit (progress bar, validation, per-epoch checkpoints, resume, L1)
 and evaluate."""
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,19 @@ def _correct(logits, y):
     return int(np.count_nonzero(logits.argmax(axis=1) == y))
 
 
-def evaluate(model, loader, loss_fn=None):
+def evaluate(model, loader, loss_fn=None, _dist=None):
     """{'loss': mean loss per sample (None without loss_fn), 'accuracy': fraction correct
     (None for non-classification)} over the loader, in eval mode (mode restored after)."""
+    total, loss_sum, correct = _evaluate_sums(model, loader, loss_fn)
+    if _dist is not None:  # each rank evaluated its shard
+        total, loss_sum, c = _dist.sum([total, loss_sum, -1 if correct is None else correct])
+        total, loss_sum, correct = int(total), float(loss_sum), None if correct is None else int(c)
+    return {"loss": loss_sum / total if loss_fn is not None and total else None,
+            "accuracy": correct / total if correct is not None and total else None}
+
+
+def _evaluate_sums(model, loader, loss_fn):
+    """(samples, loss sum, correct count or None) over the loader."""
     was_training = model.training
     model.eval()
     total, loss_sum, correct = 0, 0.0, 0
@@ -36,8 +47,7 @@ def evaluate(model, loader, loss_fn=None):
             total += n
     finally:
         model.train(was_training)
-    return {"loss": loss_sum / total if loss_fn is not None and total else None,
-            "accuracy": correct / total if correct is not None and total else None}
+    return total, loss_sum, correct
 
 
 def _dropout_state(model):
@@ -60,7 +70,7 @@ def _progress_bar(total, desc, enabled):
 
 
 def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, progress=True,
-        checkpoint=None, resume=False, l1=0.0, meta=None):
+        checkpoint=None, resume=False, l1=0.0, meta=None, distributed=False):
     """Train for `epochs` epochs; return the history (a dict of per-epoch lists).
 
     Each step: forward, loss, zero_grad, backward, optional L1 (loss += l1 * sum|w|,
@@ -72,23 +82,39 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     uninterrupted run. `meta` (JSON-serialisable) is stored in every checkpoint.
     progress: True (a tqdm bar with loss, accuracy and images/s, and a line per epoch on
     stderr), 'epoch' (the lines only) or False (silent).
+    distributed=True (under `mpiexec -n K`, needs mpi4py): data-parallel over the MPI
+    ranks (cygrad.distributed): rank 0's model and optimizer state are broadcast, each
+    rank trains on its shard of every global batch, gradients are averaged with one
+    Allreduce per step, the history holds metrics over all ranks, only rank 0 prints
+    and writes the checkpoint, and an exception on any rank stops every rank.
     """
+    dist = None
+    if distributed:
+        from cygrad import distributed as dist_module
+        dist = dist_module.init(model, optimizer)
+        train_loader, val_loader = dist.shard(train_loader), dist.shard(val_loader, pad=False)
+        progress = progress if dist.rank == 0 else False
     history = {k: [] for k in HISTORY_KEYS}
     start = 0
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        saved = io.load(checkpoint, model, optimizer)
-        start = int(saved.get("epoch", 0))
-        history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
-        _restore_dropout(model, saved.get("dropout", {}))
+    if resume and checkpoint is not None:
+        with _reported(dist):
+            saved = _resume(checkpoint, model, optimizer, dist)
+        if saved is not None:
+            start = int(saved.get("epoch", 0))
+            history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
+            _restore_dropout(model, saved.get("dropout", {}))
     for epoch in range(start, epochs):
         try:
-            record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
-                            epoch, epochs)
-            for k in HISTORY_KEYS:
-                history[k].append(record[k])
-            if checkpoint is not None:
-                io.save(checkpoint, model, optimizer, epoch=epoch + 1, history=history,
-                        dropout=_dropout_state(model), **(meta or {}))
+            with _reported(dist):
+                record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
+                                epoch, epochs, dist)
+                for k in HISTORY_KEYS:
+                    history[k].append(record[k])
+                if checkpoint is not None and (dist is None or dist.rank == 0):
+                    io.save(checkpoint, model, optimizer, epoch=epoch + 1, history=history,
+                            dropout=_dropout_state(model), **(meta or {}))
+                if dist is not None:
+                    dist.check()  # rank 0's save succeeded (or every rank raises)
         except KeyboardInterrupt:
             done = f"epoch {start}" if start else "nothing yet"
             where = "" if checkpoint is None else (
@@ -99,7 +125,25 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     return history
 
 
-def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, epochs):
+def _reported(dist):
+    """Distributed: report an exception to the other ranks (so none waits forever)."""
+    return contextlib.nullcontext() if dist is None else dist.errors()
+
+
+def _resume(checkpoint, model, optimizer, dist):
+    """Load the checkpoint if it exists (distributed: rank 0 reads it and broadcasts the
+    state, so any number of ranks can resume); its meta, or None."""
+    if dist is None:
+        return io.load(checkpoint, model, optimizer) if Path(checkpoint).exists() else None
+    saved = io.load(checkpoint, model, optimizer) if dist.rank == 0 and Path(checkpoint).exists() \
+        else None
+    saved = dist.bcast(saved)
+    if saved is not None:
+        dist.broadcast(model, optimizer)
+    return saved
+
+
+def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, epochs, dist=None):
     """Train one epoch and evaluate; return the history record."""
     if hasattr(loader, "set_epoch"):  # the data order depends on (seed, epoch) only
         loader.set_epoch(epoch)
@@ -109,7 +153,7 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
     try:
         for i, (xb, yb) in enumerate(loader):
-            loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1)
+            loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1, dist)
             n = xb.shape[0]
             seen += n
             loss_sum += loss * n
@@ -127,7 +171,11 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    val = evaluate(model, val_loader, loss_fn) if val_loader is not None else {}
+    if dist is not None:  # metrics over every rank's shard
+        seen, loss_sum, c = dist.sum([seen, loss_sum, -1 if correct is None else correct])
+        seen, loss_sum, correct = int(seen), float(loss_sum), None if correct is None else int(c)
+        seconds = dist.max(seconds)
+    val = evaluate(model, val_loader, loss_fn, _dist=dist) if val_loader is not None else {}
     record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
               "accuracy": None if correct is None else correct / max(seen, 1),
               "val_loss": val.get("loss"), "val_accuracy": val.get("accuracy"),
@@ -137,12 +185,16 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
     return record
 
 
-def _train_step(model, loss_fn, optimizer, xb, yb, l1):
-    """One optimisation step; returns (loss including any L1 penalty, logits)."""
+def _train_step(model, loss_fn, optimizer, xb, yb, l1, dist=None):
+    """One optimisation step; returns (loss including any L1 penalty, logits).
+    Distributed: the gradient is averaged over the ranks (before the L1 term, which is
+    the same on every rank); the returned loss is this rank's."""
     logits = model(xb)
     loss = loss_fn(logits, yb)
     optimizer.zero_grad()
     model.backward(loss_fn.backward(), input_grad=False)
+    if dist is not None:
+        dist.average_gradients(optimizer.grad, getattr(loss_fn, "reduction", "mean"))
     if l1:
         penalty, grad = backend.current().l1_penalty(optimizer.data, l1)
         optimizer.grad += grad
