@@ -34,6 +34,7 @@ a fixed algorithm per (size, message length), so runs repeat, and every rank rec
 the same result.
 """
 import sys
+import time
 from contextlib import contextmanager
 
 import numpy as np
@@ -198,6 +199,7 @@ def _abort_on_uncaught(comm):
     def hook(kind, value, tb):
         previous(kind, value, tb)
         sys.stderr.flush()
+        time.sleep(0.2)  # let the launcher forward the traceback before the abort kills it
         comm.Abort(1)
 
     sys.excepthook = hook
