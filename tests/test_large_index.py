@@ -51,13 +51,13 @@ def test_matmul_past_2_31_elements():
     _ends(a, 2, rng)
     y = K.matmul(a, b)
     assert a.size > BIG
-    np.testing.assert_allclose(y[-2:], R.matmul(np.ascontiguousarray(a[-2:]), b), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y[:2], R.matmul(np.ascontiguousarray(a[:2]), b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[-2:], R.matmul(np.ascontiguousarray(a[-2:]), b), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(y[:2], R.matmul(np.ascontiguousarray(a[:2]), b), rtol=1e-5, atol=1e-3)  # sums of 1024 terms
     assert not y[2:-2].any()
     at = np.zeros((k, m), np.float32)         # op(a) = at.T: the far end is the last column
     at[:, -1] = rng.standard_normal(k)
     y = K.matmul(at, b, trans_a=True)
-    np.testing.assert_allclose(y[-1], at[:, -1] @ b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[-1], at[:, -1] @ b, rtol=1e-5, atol=1e-3)
     assert not y[:-1].any()
 
 
