@@ -7,14 +7,23 @@ or an exception the harness does not allow, makes libFuzzer stop with a non-zero
 and write the input to crash-<sha1> in the current folder.
 """
 import os
+import resource
 import sys
 import tempfile
+
+# Absurd but valid sizes (e.g. a huge padding) ask for tens of GB: cap the address space
+# so they raise MemoryError instead of getting the process killed. Not under ASan, which
+# reserves terabytes of shadow memory (there ASAN_OPTIONS=allocator_may_return_null=1).
+MEMORY_CAP = 3 << 30
 
 
 def main(test_one_input, seeds=(), libfuzzer=True):
     import atheris
 
     argv = list(sys.argv)
+    if "asan" not in os.environ.get("LD_PRELOAD", ""):
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, resource.RLIM_INFINITY))
+        argv.insert(1, f"-rss_limit_mb={2 * MEMORY_CAP >> 20}")
     if not any(not a.startswith("-") for a in argv[1:]):
         corpus = tempfile.mkdtemp(prefix="cygrad-fuzz-")
         for i, data in enumerate(seeds):
