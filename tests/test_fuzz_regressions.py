@@ -18,3 +18,21 @@ def test_huge_padding_raises_instead_of_wrapping_the_column_buffer_size(padding)
         K.conv2d_backward(np.zeros((4, 2, 2, 2), np.float32), x, w, padding=padding)
     with pytest.raises(ValueError, match="too large"):
         K.col2im(np.zeros((4, 3, 4), np.float32), x.shape, 1, padding=padding)
+
+
+def test_checkpoint_with_a_mangled_npy_header_raises_checkpoint_error(tmp_path):
+    # numpy's header parser raised tokenize.TokenError here, which cg.load let through
+    import struct
+    import zipfile
+
+    import cygrad as cg
+    header = b"{'descr': '<f8', 'shape': (\x00"
+    header += b" " * (63 - len(header)) + b"\n"
+    path = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("__meta__.npy", b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header)
+    model = cg.models.mlp(sizes=(3, 4, 2), dtype=np.float64, seed=0)
+    before = model.state_dict()["0.weight"].copy()
+    with pytest.raises(cg.CheckpointError, match="not a readable cygrad checkpoint"):
+        cg.load(path, model)
+    assert np.array_equal(model.state_dict()["0.weight"], before)
