@@ -6,11 +6,17 @@ Layout (all plain arrays, read with allow_pickle=False):
   __meta__           JSON text: format version, optimizer type/step/hyperparameters, user meta
   __checksum__       sha256 over every other entry's name, dtype, shape and bytes
 The file is written to a temporary file in the same folder, fsynced and renamed over
-the target, so a crash or Ctrl-C mid-save leaves the previous checkpoint intact.
+the target, so a crash or Ctrl-C mid-save leaves the previous checkpoint intact. A process
+killed mid-save leaves its temporary file behind; the next save to the same path deletes
+it first, so at most one is ever left (saving one path from two processes at once is not
+supported). A failed write (disk full, ...) raises OSError naming the file and keeps the
+previous checkpoint.
 """
 import hashlib
 import json
+import errno
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -60,6 +66,7 @@ def save(path, model, optimizer=None, /, **meta):
         raise TypeError(f"checkpoint meta must be JSON-serialisable: {e}") from None
     arrays[_CHECKSUM] = _text(_digest(arrays))
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         os.chmod(tmp, file_mode())  # mkstemp makes 0600; give the usual permissions
@@ -69,10 +76,27 @@ def save(path, model, optimizer=None, /, **meta):
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as e:
+        kept = "the previous checkpoint is unchanged" if path.exists() else "nothing was written"
+        reason = e.strerror or str(e) or type(e).__name__
+        if e.errno == errno.ENOSPC:
+            reason = "no space left on device"
+        raise OSError(e.errno, f"cannot save checkpoint {path}: {reason}; {kept}") from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _remove_stale_temps(path):
+    """Delete temporary files left by earlier saves to `path` that were killed mid-write."""
+    pattern = re.compile(re.escape(path.name) + r"\.[A-Za-z0-9_]{8}\.tmp")  # mkstemp's names
+    for name in os.listdir(path.parent):
+        if pattern.fullmatch(name):
+            try:
+                os.unlink(path.parent / name)
+            except FileNotFoundError:
+                pass
 
 
 def file_mode():
@@ -112,8 +136,8 @@ def read(path):
                     raise CheckpointError(f"{path}: key {key!r} is not a NumPy array")
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, TypeError,
-            zipfile.LargeZipFile, NotImplementedError) as e:
+    except Exception as e:  # whatever numpy's parser raises on a mangled file (found by fuzzing:
+        # a .npy header with a NUL byte and an open bracket raised tokenize.TokenError)
         where = f" (reading key {key!r})" if key else ""
         raise CheckpointError(f"{path}: not a readable cygrad checkpoint{where}: "
                               f"{type(e).__name__}: {e}") from None

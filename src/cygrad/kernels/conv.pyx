@@ -206,7 +206,14 @@ cdef int conv_backward_impl(const real *gout, const real *x, const real *w, real
 # ---------------------------------------------------------------- Python API
 
 cdef Geom make_geom(tuple x_shape, k, s, p, d, out):
+    # Sizes are checked as Python ints first: a huge padding could make H_out*W_out (or
+    # the column buffer's size) wrap around in C and allocate a buffer that is too small.
     cdef Geom g
+    rows, cols = x_shape[1] * k[0] * k[1] + 1, out[0] * out[1]
+    if max(*k, *s, *p, *d, *out) > 2**40 or rows * cols > 2**60:
+        raise ValueError(f"kernel_size {k}, stride {s}, padding {p}, dilation {d} on a "
+                         f"{x_shape[2:]} input give {out} outputs and a ({rows}, {cols}) "
+                         "column matrix: too large")
     g.c, g.h, g.w = x_shape[1], x_shape[2], x_shape[3]
     g.kh, g.kw = k
     g.sh, g.sw = s
