@@ -83,7 +83,8 @@ static void PASTE(scale_c_, T)(cg_int m, cg_int n, T beta, T *c, cg_int ldc)
 static cg_int PASTE(ceil_div_, T)(cg_int a, cg_int b) { return (a + b - 1) / b; }
 
 
-/* One MR x NR tile: full tiles straight into C, edge tiles through a buffer. */
+/* One MR x NR tile: full tiles straight into C; edge tiles through the ISA's edge
+ * kernel when it has one, else through a bounce buffer. */
 static inline void PASTE(tile_, T)(const KERNEL_T *kern, cg_int kb, const T *a, cg_int a_rs,
                                    cg_int a_cs, const T *b, cg_int b_rs, T *c, cg_int ldc,
                                    cg_int rows, cg_int cols, T alpha, T beta, T *tile)

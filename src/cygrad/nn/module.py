@@ -206,10 +206,10 @@ class Sequential(Module):
         whose max is <= 0 gives 0 and a zero gradient either way), and the ReLU then
         touches a quarter of the elements. Backward runs the same plan in reverse.
         """
-        from cygrad.nn.activations import MaxPool2d, ReLU
         layers = list(self._modules.values())
         key = tuple(map(id, layers))
         if getattr(self, "_plan_key", None) != key:
+            from cygrad.nn.activations import MaxPool2d, ReLU  # (activations imports this module)
             order = list(range(len(layers)))
             i = 0
             while i + 1 < len(layers):
