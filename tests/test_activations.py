@@ -12,6 +12,8 @@ UNARY = ["relu", "leaky_relu", "sigmoid", "tanh"]
 BACKWARD = {"relu": "relu_backward", "leaky_relu": "leaky_relu_backward",
             "sigmoid": "sigmoid_backward", "tanh": "tanh_backward"}
 FROM_OUTPUT = {"sigmoid", "tanh"}  # derivative computed from y, not x
+ROW_BACKWARD = {"softmax": "softmax_backward", "log_softmax": "log_softmax_backward"}  # from y
+ROW_SHAPES = [(1, 1), (1, 300), (64, 1), (64, 10), (3, 1000), (300, 257), (0, 5), (4, 0)]
 # small, above every parallel threshold (140_001), odd sizes, and an N-D shape
 SHAPES = [(0,), (1,), (7,), (64, 128), (140_001,), (3, 5, 4099)]
 
@@ -44,6 +46,38 @@ def test_backward_matches_reference(name, shape, dtype):
 def test_softmax_matches_reference(name, shape, dtype):
     x = data(shape, dtype)
     assert_close(getattr(K, name)(x), getattr(R, name)(x))
+
+
+def row_backward_args(name, shape, dtype, seed=0):
+    """(grad_out, y) for a softmax/log_softmax derivative: y is the forward output."""
+    y = getattr(R, name)(data(shape, dtype, seed=seed))
+    return data(shape, dtype, 1.0, seed=seed + 1), y
+
+
+@DTYPES
+@pytest.mark.parametrize("name", list(ROW_BACKWARD))
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_backward_matches_reference(name, shape, dtype):
+    g, y = row_backward_args(name, shape, dtype)
+    bw = ROW_BACKWARD[name]
+    got = getattr(K, bw)(g, y)
+    assert got.shape == shape
+    # y * (g - s) and g - exp(y) * s cancel: compare relative to the largest element
+    assert_close(got, getattr(R, bw)(g, y), normwise=True)
+
+
+@BACKENDS
+@DTYPES
+def test_softmax_backward_special_values(B, dtype):
+    """A NaN poisons its row's sum (so the whole row), and only that row."""
+    y = B.softmax(np.array([[0.0, 1.0, 2.0], [0.5, -0.5, 0.0]], dtype))
+    g = np.array([[1.0, np.nan, 0.0], [1.0, 2.0, 3.0]], dtype)
+    for bw in ROW_BACKWARD.values():
+        out = getattr(B, bw)(g, y)
+        assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+    # a constant grad_out has no softmax component: zero gradient
+    ones = np.ones_like(y)
+    assert np.abs(B.softmax_backward(ones, y)).max() < 4 * np.finfo(dtype).eps
 
 
 @DTYPES
@@ -99,6 +133,30 @@ def test_gradcheck(name):
         gradcheck(lambda x: fwd(x), [x], grads)
 
 
+@pytest.mark.parametrize("name", list(ROW_BACKWARD))
+def test_gradcheck_softmax_backward(name):
+    """softmax_backward / log_softmax_backward are the derivatives of softmax / log_softmax."""
+    x = data((4, 6), np.float64, 2.0, seed=3)
+    for B in (K, R):
+        fwd, bw = getattr(B, name), getattr(B, ROW_BACKWARD[name])
+        gradcheck(lambda x: fwd(x), [x], lambda w: [bw(w, fwd(x))])
+
+
+@DTYPES
+@pytest.mark.parametrize("name", list(ROW_BACKWARD))
+def test_softmax_backward_in_place_out(name, dtype):
+    g, y = row_backward_args(name, (64, 130), dtype)
+    bw = ROW_BACKWARD[name]
+    want = getattr(R, bw)(g, y)
+    for B in (K, R):
+        g2 = g.copy()
+        assert getattr(B, bw)(g2, y, out=g2) is g2
+        assert_close(g2, want, normwise=True)
+        out = np.empty_like(g)
+        assert getattr(B, bw)(g, y, out=out) is out
+        assert_close(out, want, normwise=True)
+
+
 @DTYPES
 @pytest.mark.parametrize("name", UNARY + ["softmax", "log_softmax"])
 def test_in_place_out(name, dtype):
@@ -122,13 +180,14 @@ def test_thread_count_does_not_change_bits(name, dtype):
     with cygrad.threads(2):
         two = f(x)
     assert np.array_equal(one, two)
-    bw = BACKWARD.get(name)
+    bw = BACKWARD.get(name) or ROW_BACKWARD.get(name)
     if bw:
+        v = one if name in ROW_BACKWARD else x  # softmax derivatives take the output
         g = data(x.shape, dtype, 1.0, seed=5)
         with cygrad.threads(1):
-            one = getattr(K, bw)(g, x)
+            one = getattr(K, bw)(g, v)
         with cygrad.threads(2):
-            two = getattr(K, bw)(g, x)
+            two = getattr(K, bw)(g, v)
         assert np.array_equal(one, two)
 
 
@@ -143,9 +202,12 @@ def test_hypothesis_against_reference(n, scale, dtype, seed):
         bw = BACKWARD[name]
         assert_close(getattr(K, bw)(g, x), getattr(R, bw)(g, x))
     if n:
-        x2 = x.reshape(1, n)
-        assert_close(K.softmax(x2), R.softmax(x2))
-        assert_close(K.log_softmax(x2), R.log_softmax(x2))
+        x2, g2 = x.reshape(1, n), g.reshape(1, n)
+        for name, bw in ROW_BACKWARD.items():
+            y2 = getattr(R, name)(x2)
+            # log_softmax = x - lse: near 0 only lse's absolute accuracy is left
+            assert_close(getattr(K, name)(x2), y2, normwise=name == "log_softmax")
+            assert_close(getattr(K, bw)(g2, y2), getattr(R, bw)(g2, y2), normwise=True)
 
 
 # ---- errors: both backends raise the same exception, naming the argument ----------------
@@ -175,6 +237,42 @@ def test_bad_inputs(B):
         B.sigmoid_backward(x, x.astype(np.float32))
     with pytest.raises(TypeError, match="grad_out"):
         B.tanh_backward(None, x)
+
+
+@BACKENDS
+@pytest.mark.parametrize("bw", list(ROW_BACKWARD.values()))
+def test_softmax_backward_bad_inputs(B, bw):
+    f = getattr(B, bw)
+    g, y = np.ones((4, 3)), np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match="2-D"):
+        f(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match="2-D"):
+        f(np.ones((2, 2, 2)), np.ones((2, 2, 2)))
+    with pytest.raises(TypeError, match="grad_out"):
+        f(g.astype(np.int64), y)
+    with pytest.raises(TypeError, match="grad_out"):
+        f(g.tolist(), y)
+    with pytest.raises(TypeError, match="y"):
+        f(g, y.astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        f(g, np.ones((3, 4)))
+    with pytest.raises(ValueError, match="shape"):
+        f(g, np.ones(12))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        f(np.ones((3, 4)).T, y)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        f(g, np.ones((3, 4)).T)
+    with pytest.raises(TypeError, match="out"):
+        f(g, y, out=np.empty((4, 3), np.float32))
+    ro = np.empty_like(g)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        f(g, y, out=ro)
+    big = np.ones(13)
+    with pytest.raises(ValueError, match="overlaps"):
+        f(big[:12].reshape(4, 3), y, out=big[1:].reshape(4, 3))
+    with pytest.raises(ValueError, match="overlaps"):
+        f(g, big[:12].reshape(4, 3), out=big[1:].reshape(4, 3))
 
 
 @BACKENDS
@@ -220,3 +318,10 @@ def test_against_torch(dtype):
             v = ty.detach().numpy() if name in FROM_OUTPUT else x
             np.testing.assert_allclose(getattr(K, BACKWARD[name])(g, v, *args), tx.grad.numpy(),
                                        **tol, err_msg=name)
+        if name in ROW_BACKWARD:
+            # fed torch's output too; torch sums each row in the input dtype and the terms
+            # cancel, so compare relative to the largest gradient
+            want = tx.grad.numpy()
+            np.testing.assert_allclose(getattr(K, ROW_BACKWARD[name])(g, ty.detach().numpy()), want,
+                                       rtol=tol["rtol"], atol=tol["rtol"] * np.max(np.abs(want)),
+                                       err_msg=name)

@@ -32,7 +32,7 @@ def check_pair(got, want):
 
 
 PAIR_LOSSES = pytest.mark.parametrize(
-    "name", ["mse_loss", "binary_cross_entropy_with_logits", "binary_cross_entropy"])
+    "name", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits", "binary_cross_entropy"])
 
 
 @PAIR_LOSSES
@@ -76,12 +76,14 @@ def test_cross_entropy_matches_reference(shape, smoothing, kind, reduction, dtyp
 
 
 @BACKENDS
-@pytest.mark.parametrize("name", ["mse_loss", "binary_cross_entropy_with_logits", "binary_cross_entropy"])
+@PAIR_LOSSES
 @REDUCTIONS
 def test_gradcheck_pair_losses(B, name, reduction):
     a, t = inputs(name, (4, 5), np.float64, seed=4)
     if name == "binary_cross_entropy":
         a = np.clip(a, 0.05, 0.95)  # away from the clamp, where the loss is smooth
+    if name == "l1_loss":
+        a[np.abs(a - t) < 1e-2] += 0.1  # away from the kink of |pred - target|
     f = getattr(B, name)
     gradcheck(lambda a: f(a, t, reduction)[0], [a], [f(a, t, reduction)[1]])
 
@@ -104,6 +106,48 @@ def test_gradcheck_penalties(B, penalty):
     w[np.abs(w) < 1e-3] = 0.5  # l1 is not differentiable at 0
     f = getattr(B, penalty)
     gradcheck(lambda w: f(w, 0.7)[0], [w], [f(w, 0.7)[1]])
+
+
+@DTYPES
+@REDUCTIONS
+@pytest.mark.parametrize("kind", ["int64", "int32"])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (64, 10), (7, 1000), (3000, 37)])
+def test_nll_loss_matches_reference(shape, kind, reduction, dtype):
+    logp = R.log_softmax((rng(2).standard_normal(shape) * 3).astype(dtype))
+    t = targets(kind, *shape, dtype)
+    check_pair(K.nll_loss(logp, t, reduction), R.nll_loss(logp, t, reduction))
+
+
+@BACKENDS
+@REDUCTIONS
+def test_gradcheck_nll_loss(B, reduction):
+    logp = rng(5).standard_normal((6, 5)) * 2
+    t = targets("int64", 6, 5, np.float64, seed=6)
+    gradcheck(lambda z: B.nll_loss(z, t, reduction)[0], [logp], [B.nll_loss(logp, t, reduction)[1]])
+
+
+@BACKENDS
+@DTYPES
+@REDUCTIONS
+def test_nll_of_log_softmax_is_cross_entropy(B, dtype, reduction):
+    """nll_loss(log_softmax(z)) and its gradient chained through log_softmax_backward
+    equal the fused cross_entropy."""
+    z = (rng(12).standard_normal((50, 11)) * 3).astype(dtype)
+    t = targets("int64", 50, 11, dtype, seed=13)
+    logp = B.log_softmax(z)
+    loss, g = B.nll_loss(logp, t, reduction)
+    want_loss, want_grad = B.cross_entropy(z, t, reduction)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert loss == pytest.approx(want_loss, rel=rtol)
+    assert_close(B.log_softmax_backward(g, logp), want_grad, normwise=True, rtol=rtol)
+
+
+@BACKENDS
+def test_l1_loss_sign_of_zero_is_zero(B):
+    a = np.array([1.0, 2.0, -3.0, 0.0])
+    loss, grad = B.l1_loss(a, np.array([1.0, 1.0, 0.0, 0.0]), "sum")
+    assert loss == 4.0
+    assert grad.tolist() == [0.0, 1.0, -1.0, 0.0]
 
 
 @DTYPES
@@ -136,17 +180,24 @@ def test_empty_mean_is_nan_like_torch(B):
     assert np.isnan(B.mse_loss(e, e)[0])
     assert B.mse_loss(e, e, "sum")[0] == 0.0
     assert np.isnan(B.cross_entropy(np.empty((0, 3)), np.empty(0, np.int64))[0])
+    assert np.isnan(B.l1_loss(e, e)[0])
+    assert B.l1_loss(e, e, "sum")[0] == 0.0
+    loss, grad = B.nll_loss(np.empty((0, 3)), np.empty(0, np.int64))
+    assert np.isnan(loss) and grad.shape == (0, 3)
+    assert B.nll_loss(np.empty((0, 3)), np.empty(0, np.int32), "sum")[0] == 0.0
 
 
 @BACKENDS
 def test_nan_propagates(B):
     a = np.array([0.5, np.nan])
     t = np.array([0.2, 0.3])
-    for f in (B.mse_loss, B.binary_cross_entropy_with_logits, B.binary_cross_entropy):
+    for f in (B.mse_loss, B.l1_loss, B.binary_cross_entropy_with_logits, B.binary_cross_entropy):
         loss, grad = f(a, t)
         assert np.isnan(loss) and np.isnan(grad[1]) and not np.isnan(grad[0])
     loss, grad = B.cross_entropy(np.array([[0.0, np.nan], [1.0, 2.0]]), np.array([0, 1]))
     assert np.isnan(loss) and np.isnan(grad[0]).all() and np.isfinite(grad[1]).all()
+    loss, grad = B.nll_loss(np.array([[0.0, np.nan], [-1.0, -2.0]]), np.array([1, 0]))
+    assert np.isnan(loss) and np.isfinite(grad).all()  # the gradient does not read logp
 
 
 @DTYPES
@@ -158,8 +209,9 @@ def test_thread_count_does_not_change_bits(dtype):
     for n in (1, 2):
         with cygrad.threads(n):
             runs.append([K.mse_loss(a, t), K.binary_cross_entropy_with_logits(a, np.abs(t) % 1),
-                         K.l1_penalty(a, 0.1), K.l2_penalty(a, 0.1),
-                         K.cross_entropy(z, zt, label_smoothing=0.1)])
+                         K.l1_penalty(a, 0.1), K.l2_penalty(a, 0.1), K.l1_loss(a, t),
+                         K.cross_entropy(z, zt, label_smoothing=0.1),
+                         K.nll_loss(K.log_softmax(z), zt, "sum")])
     for (l1, g1), (l2, g2) in zip(*runs):
         assert l1 == l2 and np.array_equal(g1, g2)
 
@@ -173,6 +225,8 @@ def test_hypothesis_cross_entropy(n, c, scale, smoothing, dtype, seed):
     for kind in ("int64", "probs"):
         t = targets(kind, n, c, dtype, seed)
         check_pair(K.cross_entropy(z, t, "mean", smoothing), R.cross_entropy(z, t, "mean", smoothing))
+    t = targets("int32", n, c, dtype, seed)
+    check_pair(K.nll_loss(z, t), R.nll_loss(z, t))
 
 
 # ---- errors ----------------------------------------------------------------------------
@@ -198,37 +252,74 @@ def test_bad_inputs(B):
         B.l2_penalty(a, "1")
     with pytest.raises(TypeError, match="w"):
         B.l2_penalty([1.0], 1.0)
+    with pytest.raises(ValueError, match="reduction"):
+        B.l1_loss(a, a, "none")
+    with pytest.raises(ValueError, match="shape"):
+        B.l1_loss(a, np.ones(12))
+    with pytest.raises(TypeError, match="target"):
+        B.l1_loss(a, a.astype(np.float32))
+    with pytest.raises(TypeError, match="pred"):
+        B.l1_loss(a.astype(np.int64), a)
+    with pytest.raises(TypeError, match="target"):
+        B.l1_loss(a, a.tolist())
+    with pytest.raises(ValueError, match="C-contiguous"):
+        B.l1_loss(np.ones((3, 4)).T, a)
+
+
+@BACKENDS
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+def test_class_target_bad_inputs(B, name):
+    """cross_entropy and nll_loss check class-index targets with the same code."""
+    f = getattr(B, name)
+    z = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=r"target\[2\] = 3 is out of range \[0, 3\)"):
+        f(z, np.array([0, 1, 3, -1]))
+    with pytest.raises(ValueError, match=r"target\[1\] = -100"):
+        f(z, np.array([0, -100, 0, 0], np.int32))
+    with pytest.raises(ValueError, match="shape"):
+        f(z, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        f(z, np.arange(8)[::2])
+    with pytest.raises(TypeError, match="target"):
+        f(z, np.array([0, 1, 2, 0], np.int16))
+    with pytest.raises(TypeError, match="target"):
+        f(z, [0, 1, 2, 0])
+    with pytest.raises(ValueError, match="2-D"):
+        f(np.zeros(3), np.array([0]))
+    with pytest.raises(ValueError, match="reduction"):
+        f(z, np.zeros(4, np.int64), reduction="avg")
 
 
 @BACKENDS
 def test_cross_entropy_bad_inputs(B):
     z = np.zeros((4, 3))
-    with pytest.raises(ValueError, match=r"target\[2\] = 3 is out of range \[0, 3\)"):
-        B.cross_entropy(z, np.array([0, 1, 3, -1]))
-    with pytest.raises(ValueError, match=r"target\[1\] = -100"):
-        B.cross_entropy(z, np.array([0, -100, 0, 0], np.int32))
-    with pytest.raises(ValueError, match="shape"):
-        B.cross_entropy(z, np.array([0, 1, 2]))
-    with pytest.raises(ValueError, match="C-contiguous"):
-        B.cross_entropy(z, np.arange(8)[::2])
     with pytest.raises(ValueError, match="C-contiguous"):
         B.cross_entropy(z, np.full((3, 4), 0.25).T)
-    with pytest.raises(TypeError, match="target"):
-        B.cross_entropy(z, np.array([0, 1, 2, 0], np.int16))
-    with pytest.raises(TypeError, match="target"):
-        B.cross_entropy(z, [0, 1, 2, 0])
     with pytest.raises(TypeError, match="target"):
         B.cross_entropy(z, np.zeros((4, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):
         B.cross_entropy(z, np.zeros((4, 2)))
-    with pytest.raises(ValueError, match="2-D"):
-        B.cross_entropy(np.zeros(3), np.array([0]))
     with pytest.raises(ValueError, match="class"):
         B.cross_entropy(np.zeros((2, 0)), np.array([0, 0]))
     with pytest.raises(ValueError, match="label_smoothing"):
         B.cross_entropy(z, np.zeros(4, np.int64), label_smoothing=1.5)
-    with pytest.raises(ValueError, match="reduction"):
-        B.cross_entropy(z, np.zeros(4, np.int64), reduction="avg")
+
+
+@BACKENDS
+def test_nll_loss_bad_inputs(B):
+    z = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="shape"):
+        B.nll_loss(z, np.zeros((4, 1), np.int64))
+    with pytest.raises(TypeError, match="target"):
+        B.nll_loss(z, np.array([0, 1, 2, 0], ">i8"))
+    with pytest.raises(TypeError, match="target"):
+        B.nll_loss(z, np.zeros((4, 3)))  # no probability targets
+    with pytest.raises(TypeError, match="logp"):
+        B.nll_loss(z.astype(np.int64), np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        B.nll_loss(np.zeros((3, 4)).T, np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match=r"target\[0\] = 0 is out of range \[0, 0\)"):
+        B.nll_loss(np.zeros((2, 0)), np.array([0, 0]))
 
 
 # ---- torch oracle ----------------------------------------------------------------------
@@ -253,7 +344,7 @@ def check_torch(ours, theirs, dtype):
 def test_pair_losses_against_torch(dtype, reduction):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    for name, tf in [("mse_loss", F.mse_loss),
+    for name, tf in [("mse_loss", F.mse_loss), ("l1_loss", F.l1_loss),
                      ("binary_cross_entropy_with_logits", F.binary_cross_entropy_with_logits),
                      ("binary_cross_entropy", F.binary_cross_entropy)]:
         a, t = inputs(name, (50, 40), dtype, seed=9)
@@ -273,3 +364,15 @@ def test_cross_entropy_against_torch(dtype, reduction, kind, smoothing):
     check_torch(K.cross_entropy(z, t, reduction, smoothing),
                 torch_loss(torch.nn.functional.cross_entropy, z, tt, reduction=reduction,
                            label_smoothing=smoothing), dtype)
+
+
+@DTYPES
+@REDUCTIONS
+@pytest.mark.parametrize("kind", ["int64", "int32"])
+def test_nll_loss_against_torch(dtype, reduction, kind):
+    torch = pytest.importorskip("torch")
+    logp = R.log_softmax((rng(14).standard_normal((64, 10)) * 3).astype(dtype))
+    t = targets(kind, 64, 10, dtype, seed=15)
+    check_torch(K.nll_loss(logp, t, reduction),
+                torch_loss(torch.nn.functional.nll_loss, logp, t.astype(np.int64), reduction=reduction),
+                dtype)

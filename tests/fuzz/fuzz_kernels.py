@@ -125,14 +125,15 @@ def _valid(fdp, name):
     if name in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"):
         return [f(n, c)], {"out": f(n, c)}
     if name.endswith("_backward") and name.split("_backward")[0] in (
-            "relu", "leaky_relu", "sigmoid", "tanh"):
+            "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax"):
         return [f(n, c), f(n, c)], {"out": f(n, c)}
-    if name in ("mse_loss", "binary_cross_entropy_with_logits"):
+    if name in ("mse_loss", "l1_loss", "binary_cross_entropy_with_logits"):
         return [f(n, c), f(n, c)], {}
     if name == "binary_cross_entropy":
         return [1 / (1 + np.exp(-f(n, c))), rng.random((n, c)).astype(dt)], {}
-    if name == "cross_entropy":
-        return [f(n, c), rng.integers(0, c, n)], {"label_smoothing": 0.1}
+    if name in ("cross_entropy", "nll_loss"):
+        kw = {"label_smoothing": 0.1} if name == "cross_entropy" else {"reduction": "sum"}
+        return [f(n, c), rng.integers(0, c, n)], kw
     if name in ("l1_penalty", "l2_penalty"):
         return [f(n, c), 0.1], {}
     if name == "dropout":

@@ -4,9 +4,9 @@ errors as cygrad.reference.losses; formulas of torch.nn.functional).
 
 Each returns (loss: float, grad). Terms are formed and summed in float64. A sum
 over elements is cut into fixed SUM_BLOCK-element blocks, each summed serially
-(by one thread), and the block sums are added in block order; cross_entropy sums
-its per-row losses in row order. So the loss is bitwise identical for any thread
-count.
+(by one thread), and the block sums are added in block order; cross_entropy and
+nll_loss sum their per-row losses in row order. So the loss is bitwise identical for
+any thread count.
 """
 cimport numpy as cnp
 from cython cimport floating
@@ -81,16 +81,21 @@ cdef double _block(int op, const floating *a, const floating *b, floating *g, Py
             d = (1.0 - x) * x
             d = BCE_EPS if d < BCE_EPS else d
             g[i] = <floating>(scale * (x - y) / d)  # torch: grad_output * (p - y) / d
-    elif op == L1:
+    elif op == L1:  # |a - b| (l1_loss), or |a| (l1_penalty: b is NULL)
         for i in range(0, n - n % 4, 4):
-            acc[0] += fabs(<double>a[i])
-            acc[1] += fabs(<double>a[i + 1])
-            acc[2] += fabs(<double>a[i + 2])
-            acc[3] += fabs(<double>a[i + 3])
+            d0 = a[i] - b[i] if b != NULL else a[i]
+            d1 = a[i + 1] - b[i + 1] if b != NULL else a[i + 1]
+            d2 = a[i + 2] - b[i + 2] if b != NULL else a[i + 2]
+            d3 = a[i + 3] - b[i + 3] if b != NULL else a[i + 3]
+            acc[0] += fabs(<double>d0)
+            acc[1] += fabs(<double>d1)
+            acc[2] += fabs(<double>d2)
+            acc[3] += fabs(<double>d3)
         for i in range(n - n % 4, n):
-            s += fabs(<double>a[i])
+            d0 = a[i] - b[i] if b != NULL else a[i]
+            s += fabs(<double>d0)
         for i in range(n):
-            w = a[i]
+            w = a[i] - b[i] if b != NULL else a[i]
             sg = one if w > zero else (-one if w < zero else w)  # sign, 0 and NaN kept
             g[i] = gs * sg
     elif op == L2:
@@ -166,6 +171,12 @@ def mse_loss(pred, target, reduction="mean"):
     return _pair_loss(MSE, pred, "pred", target, "target", reduction)
 
 
+def l1_loss(pred, target, reduction="mean"):
+    """mean/sum of |pred - target|; grad = sign(pred - target) / n or sign(pred - target),
+    sign(0) = 0, NaN propagates (torch.nn.functional.l1_loss)."""
+    return _pair_loss(L1, pred, "pred", target, "target", reduction)
+
+
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
     """(1 - y) * x - log(sigmoid(x)) in the stable form max(x, 0) - x*y + log1p(exp(-|x|));
     grad = (sigmoid(x) - y) / n (torch.nn.functional.binary_cross_entropy_with_logits)."""
@@ -216,6 +227,11 @@ def l2_penalty(w, lam):
 
 # ---- cross_entropy: fused log-softmax + loss + gradient, one row at a time -----------
 
+cdef inline long long _class_at(const void *tgt, int tkind, Py_ssize_t i) noexcept nogil:
+    """target[i] of an int32 (tkind 32) or int64 (tkind 64) class-index target."""
+    return (<const int *>tgt)[i] if tkind == 32 else (<const long long *>tgt)[i]
+
+
 cdef double _ce_row(const floating *z, floating *g, Py_ssize_t c, Py_ssize_t cls,
                     const floating *tp, double eps, double scale) noexcept nogil:
     """Loss of one row, -sum_j t'_j log_softmax_j, and its gradient
@@ -245,10 +261,8 @@ cdef void _ce_rows(const floating *z, floating *g, Py_ssize_t r0, Py_ssize_t r1,
                    double *row_loss) noexcept nogil:
     cdef Py_ssize_t r, cls = -1
     for r in range(r0, r1):
-        if tkind == 32:
-            cls = (<const int *>tgt)[r]
-        elif tkind == 64:
-            cls = (<const long long *>tgt)[r]
+        if tkind:
+            cls = _class_at(tgt, tkind, r)
         row_loss[r] = _ce_row(z + r * c, g + r * c, c, cls, tp + r * c if tp != NULL else NULL,
                               eps, scale)
 
@@ -277,10 +291,36 @@ cdef Py_ssize_t _first_bad_class(const void *tgt, int tkind, Py_ssize_t n, Py_ss
     cdef Py_ssize_t i
     cdef long long v
     for i in range(n):
-        v = (<const int *>tgt)[i] if tkind == 32 else (<const long long *>tgt)[i]
+        v = _class_at(tgt, tkind, i)
         if v < 0 or v >= c:
             return i
     return -1
+
+
+cdef int _index_kind(object target) except -1:
+    """32 or 64 for native int32/int64 class indices, 0 for any other ndarray."""
+    if not cnp.PyArray_Check(target):
+        raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
+    cdef int tt = cnp.PyArray_TYPE(<cnp.ndarray>target)
+    if (tt == cnp.NPY_INT32 or tt == cnp.NPY_INT64) and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>target):
+        return 32 if tt == cnp.NPY_INT32 else 64
+    return 0
+
+
+cdef const void *_class_targets(object target, int tkind, Py_ssize_t n, Py_ssize_t c) except? NULL:
+    """The data of a class-index target (of _index_kind tkind), checked: shape (n,),
+    C-contiguous, every index in [0, c)."""
+    cdef Py_ssize_t bad
+    if cnp.PyArray_NDIM(<cnp.ndarray>target) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>target)[0] != n:
+        raise ValueError(f"class-index target must have shape ({n},), got {target.shape}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>target):
+        raise ValueError("target must be C-contiguous (use numpy.ascontiguousarray)")
+    cdef const void *ptgt = cnp.PyArray_DATA(<cnp.ndarray>target)
+    with nogil:
+        bad = _first_bad_class(ptgt, tkind, n, c)
+    if bad >= 0:
+        raise ValueError(f"target[{bad}] = {int(target[bad])} is out of range [0, {c})")
+    return ptgt
 
 
 def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
@@ -295,29 +335,18 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     cdef int t = float_array(logits, "logits")
     check_ndim(logits, 2, "logits")
     cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>logits)
-    cdef Py_ssize_t n = d[0], c = d[1], bad
+    cdef Py_ssize_t n = d[0], c = d[1]
     if c < 1:
         raise ValueError("logits must have at least one class (shape (N, C) with C >= 1)")
     cdef double eps = real(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
     cdef double scale = reduction_divisor(reduction, n)
-    if not cnp.PyArray_Check(target):
-        raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
-    cdef int tt = cnp.PyArray_TYPE(<cnp.ndarray>target), tkind = 0
-    cdef void *ptgt = NULL
+    cdef int tkind = _index_kind(target)
+    cdef const void *ptgt = NULL
     cdef void *ptp = NULL
-    if (tt == cnp.NPY_INT32 or tt == cnp.NPY_INT64) and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>target):
-        tkind = 32 if tt == cnp.NPY_INT32 else 64
-        if cnp.PyArray_NDIM(<cnp.ndarray>target) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>target)[0] != n:
-            raise ValueError(f"class-index target must have shape ({n},), got {target.shape}")
-        if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>target):
-            raise ValueError("target must be C-contiguous (use numpy.ascontiguousarray)")
-        ptgt = cnp.PyArray_DATA(<cnp.ndarray>target)
-        with nogil:
-            bad = _first_bad_class(ptgt, tkind, n, c)
-        if bad >= 0:
-            raise ValueError(f"target[{bad}] = {int(target[bad])} is out of range [0, {c})")
+    if tkind:
+        ptgt = _class_targets(target, tkind, n, c)
     elif cnp.PyArray_ISFLOAT(<cnp.ndarray>target):
         same_dtype(float_array(target, "target"), t, target, "target", "logits")
         if target.shape != logits.shape:
@@ -344,3 +373,42 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     if row_loss != &stack_rows[0]:
         free(row_loss)
     return total * scale, g
+
+
+# ---- nll_loss: cross_entropy's second half, on log-probabilities ----------------------
+
+cdef double _nll(const floating *logp, floating *g, Py_ssize_t n, Py_ssize_t c,
+                 const void *tgt, int tkind, floating neg_scale) noexcept nogil:
+    """sum_i logp[i, target_i] in row order; writes -scale at (i, target_i) of g (zeros)."""
+    cdef Py_ssize_t i, k
+    cdef double total = 0.0
+    for i in range(n):
+        k = i * c + _class_at(tgt, tkind, i)
+        total += logp[k]
+        g[k] = neg_scale
+    return total
+
+
+def nll_loss(logp, target, reduction="mean"):
+    """-logp[i, target_i] averaged (or summed) over the N rows of (N, C) logp; grad = -1/N
+    (or -1) at (i, target_i), 0 elsewhere (torch.nn.functional.nll_loss, no weight or
+    ignore_index). target: int32/int64 class indices (N,) in [0, C)."""
+    cdef int t = float_array(logp, "logp")
+    check_ndim(logp, 2, "logp")
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>logp)
+    cdef Py_ssize_t n = d[0], c = d[1]
+    cdef double scale = reduction_divisor(reduction, n)
+    cdef int tkind = _index_kind(target)
+    if not tkind:
+        raise TypeError(f"target must be int32/int64 class indices, got {target.dtype}")
+    cdef const void *ptgt = _class_targets(target, tkind, n, c)
+    cdef cnp.ndarray g = <cnp.ndarray>cnp.PyArray_ZEROS(2, d, t, 0)
+    cdef void *pz = cnp.PyArray_DATA(<cnp.ndarray>logp)
+    cdef void *pg = cnp.PyArray_DATA(g)
+    cdef double total
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            total = _nll[float](<float *>pz, <float *>pg, n, c, ptgt, tkind, <float>-scale)
+        else:
+            total = _nll[double](<double *>pz, <double *>pg, n, c, ptgt, tkind, -scale)
+    return -total * scale, g

@@ -14,8 +14,10 @@ def _unary(x, out):
     return out_array(out, x)
 
 
-def _backward(grad_out, v, v_name, out):
+def _backward(grad_out, v, v_name, out, ndim=None):
     float_array(grad_out, "grad_out")
+    if ndim is not None:
+        check_ndim(grad_out, ndim, "grad_out")
     like(v, v_name, grad_out, "grad_out")
     return out_array(out, grad_out, "grad_out", ((v, v_name),))
 
@@ -76,6 +78,32 @@ def log_softmax(x, out=None):
     y = out_array(out, x)
     y[...] = x - (m + np.log(s))
     return y
+
+
+def _row_sums(v):
+    """Sum over each row of a 2-D float64 array, added in ascending column order as the
+    compiled kernels do (cumsum is sequential; np.sum would add pairwise)."""
+    if v.shape[1] == 0:
+        return np.zeros((v.shape[0], 1))
+    return np.cumsum(v, axis=1)[:, -1:]
+
+
+def softmax_backward(grad_out, y, out=None):
+    """y * (grad_out - s), s = sum_j grad_out_j * y_j per row, from the output y = softmax(x)
+    of a 2-D x (softmax' = diag(y) - y y^T). s in float64, each element formed in float64."""
+    g = _backward(grad_out, y, "y", out, ndim=2)
+    g64, y64 = grad_out.astype(np.float64), y.astype(np.float64)
+    g[...] = y64 * (g64 - _row_sums(g64 * y64))
+    return g
+
+
+def log_softmax_backward(grad_out, y, out=None):
+    """grad_out - exp(y) * s, s = sum_j grad_out_j per row, from the output y = log_softmax(x)
+    of a 2-D x (exp(y) = softmax(x)). s in float64, each element formed in float64."""
+    g = _backward(grad_out, y, "y", out, ndim=2)
+    g64 = grad_out.astype(np.float64)
+    g[...] = g64 - np.exp(y.astype(np.float64)) * _row_sums(g64)
+    return g
 
 
 def relu_backward(grad_out, x, out=None):

@@ -17,17 +17,37 @@ LOG_CLAMP = -100.0
 BCE_EPS = float(np.float32(1e-12))
 
 
-def mse_loss(pred, target, reduction="mean"):
-    """mean/sum of (pred - target)^2; grad = norm * (pred - target), norm = 2/n or 2 (as torch)."""
+def _difference(pred, target, reduction):
+    """pred - target (in their dtype) and the reduction's scale, after the checks."""
     float_array(pred, "pred")
     like(target, "target", pred, "pred")
-    scale = reduction_divisor(reduction, pred.size)
-    d = pred - target
+    return pred - target, reduction_divisor(reduction, pred.size)
+
+
+def mse_loss(pred, target, reduction="mean"):
+    """mean/sum of (pred - target)^2; grad = norm * (pred - target), norm = 2/n or 2 (as torch)."""
+    d, scale = _difference(pred, target, reduction)
     loss = float(np.sum(np.square(d, dtype=np.float64))) * scale
     return loss, pred.dtype.type(2.0 * scale) * d
 
 
+def l1_loss(pred, target, reduction="mean"):
+    """mean/sum of |pred - target|; grad = sign(pred - target) / n or sign(pred - target),
+    sign(0) = 0, NaN propagates (torch.nn.functional.l1_loss)."""
+    d, scale = _difference(pred, target, reduction)
+    loss = float(np.sum(np.abs(d), dtype=np.float64)) * scale
+    return loss, pred.dtype.type(scale) * np.sign(d)
+
+
+def _is_class_index(target):
+    """True for native int32/int64 class indices, False for any other ndarray."""
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
+    return target.dtype in (np.int32, np.int64) and target.dtype.isnative
+
+
 def _class_targets(target, n, c):
+    """Check a class-index target: shape (n,), C-contiguous, every index in [0, c)."""
     if target.ndim != 1 or target.shape[0] != n:
         raise ValueError(f"class-index target must have shape ({n},), got {target.shape}")
     if not target.flags.c_contiguous:
@@ -55,9 +75,7 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
     scale = reduction_divisor(reduction, n)
-    if not isinstance(target, np.ndarray):
-        raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
-    if target.dtype in (np.int32, np.int64) and target.dtype.isnative:
+    if _is_class_index(target):
         _class_targets(target, n, c)
         t = np.zeros((n, c))
         t[np.arange(n), target] = 1.0
@@ -82,6 +100,24 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0):
     loss = float(np.sum(-np.sum(t * logp, axis=1))) * scale
     grad = (e * (1.0 / s) * tsum - t) * scale
     return loss, grad.astype(logits.dtype)
+
+
+def nll_loss(logp, target, reduction="mean"):
+    """-logp[i, target_i] averaged (or summed) over the N rows of (N, C) logp; grad = -1/N
+    (or -1) at (i, target_i), 0 elsewhere (torch.nn.functional.nll_loss, no weight or
+    ignore_index). target: int32/int64 class indices (N,) in [0, C)."""
+    float_array(logp, "logp")
+    check_ndim(logp, 2, "logp")
+    n, c = logp.shape
+    scale = reduction_divisor(reduction, n)
+    if not _is_class_index(target):
+        raise TypeError(f"target must be int32/int64 class indices, got {target.dtype}")
+    _class_targets(target, n, c)
+    rows = np.arange(n)
+    loss = -float(np.sum(logp[rows, target], dtype=np.float64)) * scale
+    grad = np.zeros_like(logp)
+    grad[rows, target] = logp.dtype.type(-scale)
+    return loss, grad
 
 
 def binary_cross_entropy_with_logits(logits, target, reduction="mean"):
