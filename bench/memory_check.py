@@ -33,9 +33,9 @@ def main():
 
     def step(i):
         x, y = data[i % len(data)]
-        loss_fn(model(x), y)
+        loss = loss_fn(model(x), y)
         opt.zero_grad()
-        model.backward(loss_fn.backward(), input_grad=False)
+        loss.backward()
         opt.step()
 
     for i in range(200):

@@ -36,9 +36,9 @@ def run(name, batch, steps, ctx):
         for xb, yb in loader:
             t0 = time.perf_counter()
             logits = model(xb)
-            loss_fn(logits, yb)
+            loss = loss_fn(logits, yb)
             opt.zero_grad()
-            model.backward(loss_fn.backward(), input_grad=False)
+            loss.backward()
             t1 = time.perf_counter()
             ctx.average_gradients(opt.grad)
             t2 = time.perf_counter()

@@ -1,11 +1,14 @@
-"""The CNN trained with plain SGD, its two derivatives written out by hand in NumPy:
+"""The CNN trained with plain SGD, its calculus written out: the forward pass and the
+chain rule run layer by layer on cygrad's kernels (cg.kernels.conv2d_forward, ...,
+conv2d_backward, max_pool2d_backward, relu_backward), and two derivatives by hand in NumPy:
 
     d cross_entropy / d logits = (softmax(logits) - one_hot(y)) / N
     d relu(x) / d x            = (x > 0)
 
-Every step compares them with what cygrad's kernels compute (CrossEntropyLoss.backward,
-ReLU.backward), then uses the hand-written ones; the update is w <- w - lr * grad over
-the model's flat parameter buffer.
+Every step compares them with what cygrad's kernels compute (the gradient the fused
+cross_entropy kernel returns, relu_backward), then uses the hand-written ones; the
+update is w <- w - lr * grad over the model's flat parameter buffer. Every 200 steps
+the whole hand-made gradient is also checked against autograd's (loss.backward()).
 
     python examples/cnn_sgd_by_hand.py [--data DIR] [--epochs 1] [--threads 2] [--quick]
 """
@@ -17,39 +20,79 @@ import numpy as np
 import cygrad as cg
 from _common import check, mnist_or_exit, subset
 
+K = cg.kernels
+nn = cg.nn
+
 
 def softmax(z):
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def train_step(model, x, y, lr, rtol):
-    """Forward, hand-written backward checked against cygrad's, SGD update; returns
-    (loss, largest relative difference between hand-written and kernel gradients)."""
-    inputs = []                       # the input of every layer, for the ReLU derivative
+def forward(model, x):
+    """The model's layers on the kernels; returns (logits, tape of (layer, input, saved))."""
+    tape = []
     for layer in model:
-        inputs.append(x)
-        x = layer(x)
-    logits = x
-    loss_fn = cg.nn.CrossEntropyLoss()
-    loss = loss_fn(logits, y)
+        saved = None
+        if isinstance(layer, nn.Conv2d):
+            y = K.conv2d_forward(x, layer.weight.data, layer.bias.data)
+        elif isinstance(layer, nn.ReLU):
+            y = K.relu(x)
+        elif isinstance(layer, nn.MaxPool2d):
+            y, saved = K.max_pool2d_forward(x, layer.kernel_size, stride=layer.stride)
+        elif isinstance(layer, nn.Flatten):
+            y = x.reshape(len(x), -1)
+        elif isinstance(layer, nn.Linear):
+            y = K.matmul(x, layer.weight.data, trans_b=True) + layer.bias.data
+        else:
+            raise TypeError(f"no hand-written rule for {layer!r}")
+        tape.append((layer, x, saved))
+        x = y
+    return x, tape
 
+
+def backward(tape, grad, rtol):
+    """The chain rule through the tape, filling every parameter's .grad; returns the
+    largest relative difference between the hand-written ReLU derivative and the kernel's."""
+    worst = 0.0
+    for i, (layer, x_in, saved) in reversed(list(enumerate(tape))):
+        if isinstance(layer, nn.Conv2d):
+            gx, gw, gb = K.conv2d_backward(grad, x_in, layer.weight.data, input_grad=i > 0)
+            layer.weight.grad[...], layer.bias.grad[...] = gw, gb
+            grad = gx
+        elif isinstance(layer, nn.ReLU):
+            mine = grad * (x_in > 0)                    # d loss / d x through the ReLU
+            worst = max(worst, _compare(mine, K.relu_backward(grad, x_in), rtol, "ReLU derivative"))
+            grad = mine
+        elif isinstance(layer, nn.MaxPool2d):
+            grad = K.max_pool2d_backward(grad, saved, x_in.shape)
+        elif isinstance(layer, nn.Flatten):
+            grad = grad.reshape(x_in.shape)
+        elif isinstance(layer, nn.Linear):
+            layer.weight.grad[...] = K.matmul(grad, x_in, trans_a=True)    # g.T @ x
+            layer.bias.grad[...] = grad.sum(axis=0)
+            grad = K.matmul(grad, layer.weight.data)                       # g @ W
+    return worst
+
+
+def train_step(model, x, y, lr, rtol, check_autograd):
+    """Forward, hand-written backward checked against cygrad's kernels (and, when asked,
+    against autograd), SGD update; returns (loss, largest relative difference)."""
+    logits, tape = forward(model, x)
+    loss, kernel_grad = K.cross_entropy(logits, y)
     n = logits.shape[0]
     one_hot = np.eye(logits.shape[1], dtype=logits.dtype)[y]
     grad = (softmax(logits) - one_hot) / n              # d loss / d logits
     # entries are (p - y) / n with p in [0, 1]: compare on the scale 1/n (float32 rounding
     # of p is absolute, so a confident batch's tiny gradients must not be judged relatively)
-    worst = _compare(grad, loss_fn.backward(), rtol, "cross-entropy gradient", floor=1.0 / n)
-
-    model.zero_grad()
-    for layer, x_in in zip(reversed(list(model)), reversed(inputs)):
-        kernel_grad = layer.backward(grad)              # also fills the layer's .grad
-        if isinstance(layer, cg.nn.ReLU):
-            grad = grad * (x_in > 0)                    # d loss / d x through the ReLU
-            worst = max(worst, _compare(grad, kernel_grad, rtol, "ReLU derivative"))
-        else:
-            grad = kernel_grad
+    worst = _compare(grad, kernel_grad, rtol, "cross-entropy gradient", floor=1.0 / n)
+    worst = max(worst, backward(tape, grad, rtol))
     data, grads = model.flat_buffers()
+    if check_autograd:
+        mine = grads.copy()
+        model.zero_grad()
+        cg.nn.functional.cross_entropy(model(x), y).backward()
+        _compare(mine, grads, 1e-4, "gradient (vs autograd)")  # bias sums round differently
     data -= lr * grads                                  # plain SGD
     return loss, worst
 
@@ -90,7 +133,7 @@ def main():
         model.train()
         losses, worst = [], 0.0
         for i, (xb, yb) in enumerate(train):
-            loss, diff = train_step(model, xb, yb, args.lr, rtol)
+            loss, diff = train_step(model, xb, yb, args.lr, rtol, check_autograd=i % 200 == 0)
             losses.append(loss)
             worst = max(worst, diff)
             if i % 200 == 0:

@@ -69,7 +69,7 @@ def logistic_problem(x, y, lam):
     def closure():
         loss = loss_fn(model(x), target) + 0.5 * lam * float(w @ w)
         model.zero_grad()
-        model.backward(loss_fn.backward(), input_grad=False)
+        loss.backward()
         grad[...] += lam * w
         return loss
 
@@ -127,9 +127,10 @@ def logistic_race(args):
             opt.step(closure)
             iters, evals = opt.n_iter, opt.func_evals
         seconds = time.perf_counter() - t0
-        loss = closure()
+        loss = float(closure())
         model.eval()
-        acc = float(np.mean((model(x_test)[:, 0] > 0) == y_test))
+        with cg.no_grad():
+            acc = float(np.mean((model(x_test).data[:, 0] > 0) == y_test))
         results[name] = loss, iters, evals, acc, seconds
     print(f"{'method':20s} {'final loss':>12s} {'iterations':>10s} {'evaluations':>11s} "
           f"{'test acc':>8s} {'seconds':>8s}")

@@ -42,9 +42,9 @@ CHILD = textwrap.dedent("""
     print("ready", flush=True)
     while True:   # almost all the time goes into cg.save, where the kill should land
         step += 1
-        loss_fn(model(x), y)
+        loss = loss_fn(model(x), y)
         opt.zero_grad()
-        model.backward(loss_fn.backward(), input_grad=False)
+        loss.backward()
         opt.step()
         cg.save(path, model, opt, step=step)
 """)

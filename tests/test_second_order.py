@@ -97,7 +97,7 @@ def logistic_problem(n=200, features=5, seed=0):
         logits = model(x)
         loss = loss_fn(logits, y[:, None]) + 0.5 * LAM * float(data @ data)
         model.zero_grad()
-        model.backward(loss_fn.backward(), input_grad=False)
+        loss.backward()
         grad[...] += LAM * data
         return loss
 
@@ -150,7 +150,7 @@ def test_lbfgs_matches_torch_iterates(line_search_fn):
     def closure():
         loss = loss_fn(model(x), y)
         model.zero_grad()
-        model.backward(loss_fn.backward(), input_grad=False)
+        loss.backward()
         return loss
 
     def tclosure():

@@ -16,14 +16,15 @@ def _batches(steps, batch, shape, seed=0, dtype=F64):
 
 
 def _run(model, opt, batches, loss_fn=None):
-    """The explicit training step of the API; returns the losses."""
+    """The training step of the API (PyTorch's loop, word for word); returns the losses."""
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     losses = []
     for x, y in batches:
-        losses.append(loss_fn(model(x), y))
+        loss = loss_fn(model(x), y)
         opt.zero_grad()
-        model.backward(loss_fn.backward())
+        loss.backward()
         opt.step()
+        losses.append(loss.item())
     return losses
 
 

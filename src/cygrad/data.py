@@ -221,8 +221,9 @@ class DataLoader:
 
     Epoch e's order is a permutation drawn from numpy's Generator seeded with (seed, e),
     so it depends only on the seed and the epoch number (set_epoch(e) for a resumed run).
-    The yielded arrays are views of buffers reused by the next batch: copy them to keep
-    them. transform (e.g. Normalize) maps a gathered x batch into its own buffer.
+    Every batch is a new pair of arrays (a graph that saved a batch for its backward
+    stays valid while later batches are drawn, e.g. when gradients are accumulated over
+    several batches). transform (e.g. Normalize) maps a gathered x batch to the sample.
     """
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=0, drop_last=False, transform=None):
@@ -235,11 +236,6 @@ class DataLoader:
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
         self.drop_last, self.transform = bool(drop_last), transform
         self.epoch = 0
-        b = self.batch_size
-        self._xb = np.empty((b,) + x.shape[1:], x.dtype)
-        self._yb = np.empty((b,) + self.y.shape[1:], self.y.dtype)
-        self._tb = None if transform is None else np.empty(
-            (b,) + transform.sample_shape(x.shape[1:]), transform.dtype)
 
     def __len__(self):
         n, b = self.x.shape[0], self.batch_size
@@ -260,11 +256,10 @@ class DataLoader:
         self.epoch += 1
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            n = idx.size
-            xb = np.take(self.x, idx, axis=0, out=self._xb[:n])
-            yb = np.take(self.y, idx, axis=0, out=self._yb[:n])
+            xb = np.take(self.x, idx, axis=0)
+            yb = np.take(self.y, idx, axis=0)
             if self.transform is not None:
-                xb = self.transform(xb, out=self._tb[:n])
+                xb = self.transform(xb)
             yield xb, yb
 
 

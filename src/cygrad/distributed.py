@@ -164,8 +164,8 @@ class Context:
 
 class ShardedLoader(DataLoader):
     """Rank `rank` of `size`'s share of a DataLoader: positions rank, rank+size, ... of each
-    epoch's global order (padded to a multiple of size when pad=True). Batches, buffers,
-    transform and set_epoch as the DataLoader."""
+    epoch's global order (padded to a multiple of size when pad=True). Batches, transform
+    and set_epoch as the DataLoader."""
 
     def __init__(self, loader, rank, size, pad=True, seed=None):
         if not 0 <= rank < size:

@@ -56,9 +56,15 @@ class Optimizer:
     def lr(self, value):
         self.hyper["lr"] = float(value)
 
-    def zero_grad(self):
-        """Zero every gradient (one fill of the flat gradient buffer)."""
+    def zero_grad(self, set_to_none=True):
+        """Zero every gradient (one fill of the flat gradient buffer; set_to_none, torch's
+        default, zeroes too: the gradients are views of that buffer)."""
         self.grad.fill(0)
+
+    def _bump_versions(self):
+        """The parameters changed in place: a graph recorded before must not backward."""
+        for p in self.params:
+            p._version += 1
 
     def step(self, closure=None):
         """One update of every parameter: a single kernel call on the flat buffers.
@@ -69,6 +75,7 @@ class Optimizer:
         loss = None if closure is None else closure()
         self.step_count += 1
         self._update(backend.current(), self.state)
+        self._bump_versions()
         return loss
 
     def state_dict(self):

@@ -47,7 +47,10 @@ class _ClosureOptimizer(Optimizer):
             raise TypeError(f"{type(self).__name__}.step needs a closure that re-evaluates the "
                             "loss: opt.step(closure) (see cygrad.optim.LBFGS)")
         self.step_count += 1
-        return self._step(closure)
+        try:
+            return self._step(closure)
+        finally:
+            self._bump_versions()
 
     def state_dict(self):
         raise NotImplementedError(f"{type(self).__name__} keeps a search history that is not "

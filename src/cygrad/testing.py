@@ -3,7 +3,8 @@
 gradcheck(fn, inputs, grads) compares analytic gradients with central differences
 in float64. `fn(*inputs)` returns a scalar (or an array, reduced as sum(out * w)
 for a fixed random w); `grads` are the analytic gradients of that scalar with
-respect to each input (or a callable returning them).
+respect to each input (or a callable returning them). gradcheck(fn, inputs) without
+grads checks a Tensor function's autograd gradients.
 """
 import numpy as np
 
@@ -25,29 +26,45 @@ def numerical_grad(f, x, eps=1e-6):
     return g
 
 
-def gradcheck(fn, inputs, grads, *, eps=1e-6, rtol=1e-6, atol=1e-8, wrt=None, seed=0):
+def gradcheck(fn, inputs, grads=None, *, eps=1e-6, rtol=1e-6, atol=1e-8, wrt=None, seed=0):
     """Check analytic gradients against central differences; raise AssertionError on mismatch.
 
-    fn: callable(*inputs) -> float or ndarray. For an ndarray output the checked
-        scalar is sum(fn(*inputs) * w) for a fixed random w, and `grads` must then
-        be a callable(w) returning the gradients of that scalar.
-    inputs: list of float64 arrays (perturbed in place, restored after).
-    grads: list of analytic gradients (one per checked input) or callable(w) -> list.
+    fn: callable(*inputs) -> float or ndarray (or, with grads=None, Tensors in and a
+        Tensor out). For an array output the checked scalar is sum(fn(*inputs) * w) for
+        a fixed random w, and `grads` must then be a callable(w) returning the
+        gradients of that scalar.
+    inputs: list of float64 arrays (or Tensors; perturbed in place, restored after).
+    grads: list of analytic gradients (one per checked input) or callable(w) -> list;
+        None: autograd's, from backward() of the checked scalar through fn's graph.
     wrt: indices of inputs to check (default: all).
     Returns the largest relative error seen.
     """
-    inputs = list(inputs)
+    from cygrad.autograd import Tensor, no_grad
+
+    inputs = [x.data if isinstance(x, Tensor) else x for x in inputs]
     for i, x in enumerate(inputs):
         if not (isinstance(x, np.ndarray) and x.dtype == np.float64):
             raise TypeError(f"gradcheck input {i} must be a float64 ndarray")
     wrt = list(range(len(inputs))) if wrt is None else list(wrt)
-    out0 = fn(*inputs)
-    if np.ndim(out0) == 0:
-        w = None
-        scalar = lambda: float(fn(*inputs))
+    if grads is None:  # Tensors in, Tensor out: the numerical side records nothing
+        views = [Tensor(x) for x in inputs]  # share the arrays that get perturbed
+
+        def value():
+            with no_grad():
+                out = fn(*views)
+            return np.asarray(out.data if isinstance(out, Tensor) else out, dtype=np.float64)
     else:
-        w = np.random.default_rng(seed).standard_normal(np.shape(out0))
-        scalar = lambda: float(np.sum(np.asarray(fn(*inputs), dtype=np.float64) * w))
+        def value():
+            return np.asarray(fn(*inputs), dtype=np.float64)
+    out0 = value()
+    if out0.ndim == 0:
+        w = None
+        scalar = lambda: float(value())  # noqa: E731
+    else:
+        w = np.random.default_rng(seed).standard_normal(out0.shape)
+        scalar = lambda: float(np.sum(value() * w))  # noqa: E731
+    if grads is None:
+        grads = _autograd_grads(fn, inputs, wrt)
     analytic = grads(w) if callable(grads) else grads
     analytic = list(analytic)
     if len(analytic) != len(wrt):
@@ -70,3 +87,18 @@ def gradcheck(fn, inputs, grads, *, eps=1e-6, rtol=1e-6, atol=1e-8, wrt=None, se
                 f"gradient of input {idx} differs at {tuple(int(v) for v in i)}: "
                 f"analytic {ga[i]!r}, numerical {gn[i]!r} (max rel err {rel:.3g})")
     return worst
+
+
+def _autograd_grads(fn, inputs, wrt):
+    """callable(w) -> the gradients autograd computes for the inputs in wrt."""
+    from cygrad.autograd import Tensor
+
+    def grads(w):
+        leaves = [Tensor(x.copy(), requires_grad=i in wrt) for i, x in enumerate(inputs)]
+        out = fn(*leaves)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"with grads=None, fn must return a Tensor, got {type(out).__name__}")
+        out.backward(None if w is None else w.astype(out.dtype))
+        return [np.zeros_like(inputs[i]) if leaves[i].grad is None else leaves[i].grad for i in wrt]
+
+    return grads

@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from cygrad import backend, io
+from cygrad.autograd import Tensor, no_grad
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
 
 
 def _correct(logits, y):
     """Number of rows whose argmax is the integer label (None for non-classification)."""
+    logits = logits.data if isinstance(logits, Tensor) else logits
+    y = y.data if isinstance(y, Tensor) else np.asarray(y)
     if logits.ndim != 2 or logits.shape[1] < 2 or y.dtype.kind not in "iu" or y.ndim != 1:
         return None
     return int(np.count_nonzero(logits.argmax(axis=1) == y))
@@ -31,20 +34,21 @@ def evaluate(model, loader, loss_fn=None, _dist=None):
 
 
 def _evaluate_sums(model, loader, loss_fn):
-    """(samples, loss sum, correct count or None) over the loader."""
+    """(samples, loss sum, correct count or None) over the loader (nothing recorded)."""
     was_training = model.training
     model.eval()
     total, loss_sum, correct = 0, 0.0, 0
     try:
-        for xb, yb in loader:
-            logits = model(xb)
-            n = xb.shape[0]
-            if loss_fn is not None:
-                loss = loss_fn(logits, yb)
-                loss_sum += loss * n if loss_fn.reduction == "mean" else loss
-            c = _correct(logits, yb)
-            correct = None if c is None or correct is None else correct + c
-            total += n
+        with no_grad():
+            for xb, yb in loader:
+                logits = model(xb)
+                n = xb.shape[0]
+                if loss_fn is not None:
+                    loss = float(loss_fn(logits, yb))
+                    loss_sum += loss * n if getattr(loss_fn, "reduction", "mean") == "mean" else loss
+                c = _correct(logits, yb)
+                correct = None if c is None or correct is None else correct + c
+                total += n
     finally:
         model.train(was_training)
     return total, loss_sum, correct
@@ -192,7 +196,8 @@ def _train_step(model, loss_fn, optimizer, xb, yb, l1, dist=None):
     logits = model(xb)
     loss = loss_fn(logits, yb)
     optimizer.zero_grad()
-    model.backward(loss_fn.backward(), input_grad=False)
+    loss.backward()  # the input needs no gradient: none is computed for it
+    loss = float(loss)
     if dist is not None:
         dist.average_gradients(optimizer.grad, getattr(loss_fn, "reduction", "mean"))
     if l1:

@@ -1,7 +1,7 @@
 """Layers with parameters: Linear and Conv2d (PyTorch layouts and default initialisation)."""
 import numpy as np
 
-from cygrad import backend
+from cygrad.nn import functional as F
 from cygrad.nn import init
 from cygrad.nn._layer import Layer, pair
 from cygrad.nn.parameter import Parameter
@@ -28,42 +28,28 @@ class Linear(Layer):
                 f"bias={self.bias is not None}")
 
     def forward(self, x):
-        x = self._input(x, 2, f"(N, {self.in_features})")
-        if x.shape[1] != self.in_features:
-            raise ValueError(f"{self!r}: input has shape {x.shape}, expected (N, {self.in_features})")
-        F = backend.current()
-        if self.bias is None:
-            y = F.matmul(x, self.weight.data, trans_b=True)
-        else:  # addmm as torch: y = b + x @ W.T
-            y = np.empty((x.shape[0], self.out_features), self.dtype)
-            y[...] = self.bias.data
-            F.matmul(x, self.weight.data, trans_b=True, beta=1.0, out=y)
-        self._save(x)
-        return self._output(y)
-
-    def backward(self, grad_out, input_grad=True):
-        (x,) = self._saved(grad_out)
-        g = np.ascontiguousarray(grad_out)
-        F = backend.current()
-        F.matmul(g, x, trans_a=True, beta=1.0, out=self.weight.grad)  # dW += g.T @ x
-        if self.bias is not None:  # db += column sums of g, as a GEMM with a row of ones
-            ones = np.ones((1, g.shape[0]), self.dtype)
-            F.matmul(ones, g, beta=1.0, out=self.bias.grad.reshape(1, -1))
-        return F.matmul(g, self.weight.data) if input_grad else None  # dx = g @ W
+        return F.linear(x, self.weight, self.bias)
 
 
 class Conv2d(Layer):
     """2-D convolution as torch.nn.Conv2d (NCHW, weight (C_out, C_in, KH, KW), no groups).
 
+    padding: an int, a pair, 'valid' or 'same' (stride 1, odd dilated kernel).
     Initialised as torch: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in*KH*KW.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, *, dtype=np.float32, rng=None):
+                 groups=1, bias=True, padding_mode="zeros", *, dtype=np.float32, rng=None):
         super().__init__(np.float32 if dtype is None else dtype)
+        if groups != 1:
+            raise NotImplementedError(f"Conv2d: groups={groups} is not supported by cygrad")
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported "
+                                      "by cygrad (only 'zeros')")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
+        self.stride = pair(stride, "stride")
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         self.dilation = pair(dilation, "dilation")
         rng = init.generator(rng)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -75,35 +61,11 @@ class Conv2d(Layer):
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
-            s += f", padding={self.padding}"
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else \
+                f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         return s + ("" if self.bias is not None else ", bias=False")
 
-    def _geometry(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
-
     def forward(self, x):
-        x = self._input(x, 4, f"(N, {self.in_channels}, H, W)")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"{self!r}: input has shape {x.shape}, expected "
-                             f"(N, {self.in_channels}, H, W)")
-        for d in (0, 1):  # torch's output size; refuse a kernel larger than the padded input
-            span = self.dilation[d] * (self.kernel_size[d] - 1) + 1
-            if x.shape[2 + d] + 2 * self.padding[d] < span:
-                raise ValueError(f"{self!r}: input of shape {x.shape} is smaller than the "
-                                 f"(dilated) kernel {self.kernel_size} after padding")
-        bias = None if self.bias is None else self.bias.data
-        y = backend.current().conv2d_forward(x, self.weight.data, bias, **self._geometry())
-        self._save(x)
-        return self._output(y)
-
-    def backward(self, grad_out, input_grad=True):
-        (x,) = self._saved(grad_out)
-        gx, gw, gb = backend.current().conv2d_backward(
-            np.ascontiguousarray(grad_out), x, self.weight.data, input_grad=input_grad,
-            **self._geometry())
-        self.weight.grad += gw
-        if self.bias is not None:
-            self.bias.grad += gb
-        return gx
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)

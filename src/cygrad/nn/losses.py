@@ -1,81 +1,91 @@
-"""Losses: calling one returns the loss as a Python float and caches its gradient,
-which `.backward()` returns (d loss / d prediction), as torch.nn's losses with
-reduction 'mean' (default) or 'sum'."""
-import numpy as np
-
-from cygrad import backend
+"""Loss modules (torch.nn's names, arguments and defaults): calling one returns the loss
+as a 0-d Tensor; `loss.backward()` runs the fused gradient the kernel computed with it."""
+from cygrad.nn import functional as F
+from cygrad.nn.module import Module
 
 
-class _Loss:
-    _kernel = None
+class _Loss(Module):
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.reduction = F._reduction(type(self).__name__, size_average, reduce, reduction)
 
-    def __init__(self, reduction="mean"):
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        self.reduction = reduction
-        self._grad = None
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
 
-    def _target(self, pred, target):
-        return np.ascontiguousarray(target, dtype=pred.dtype)
-
-    def forward(self, pred, target):
-        if not isinstance(pred, np.ndarray):
-            raise TypeError(f"{type(self).__name__}: prediction must be a numpy.ndarray")
-        pred = np.ascontiguousarray(pred)
-        fn = getattr(backend.current(), self._kernel)
-        loss, self._grad = fn(pred, self._target(pred, target), **self._options())
-        return float(loss)
-
-    __call__ = forward
-
-    def _options(self):
-        return {"reduction": self.reduction}
-
-    def backward(self):
-        """Gradient of the last loss with respect to the prediction."""
-        if self._grad is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before the loss was computed")
-        return self._grad
-
-    def __repr__(self):
-        return f"{type(self).__name__}(reduction={self.reduction!r})"
+    def backward(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__}.backward is gone: the loss is a Tensor, call "
+                        "loss.backward() on it")
 
 
 class MSELoss(_Loss):
-    """mean (or sum) of (pred - target)^2."""
-    _kernel = "mse_loss"
+    """mean (or sum) of (input - target)^2."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    """mean (or sum) of |input - target|."""
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction)
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits (N, C) against class indices (N,) or probabilities (N, C).
+    """Softmax cross-entropy of logits (N, C) against class indices (N,) or probabilities
+    (N, C), as torch.nn.CrossEntropyLoss; label_smoothing as torch: the target becomes
+    (1 - s) * one_hot + s / C. Not supported (NotImplementedError): weight, a
+    non-negative ignore_index present in the targets, reduction='none'."""
 
-    label_smoothing as torch: the target becomes (1 - s) * one_hot + s / C.
-    """
-    _kernel = "cross_entropy"
-
-    def __init__(self, reduction="mean", label_smoothing=0.0):
-        super().__init__(reduction)
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0):
+        super().__init__(size_average, reduce, reduction)
+        if weight is not None:
+            F._unsupported("CrossEntropyLoss", "weight= (class weights)")
         if not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
 
-    def _options(self):
-        return {"reduction": self.reduction, "label_smoothing": self.label_smoothing}
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
-    def _target(self, pred, target):
-        target = np.asarray(target)
-        if target.dtype.kind in "iub":  # class indices: the kernels take int32 or int64
-            if target.dtype not in (np.int32, np.int64):
-                target = target.astype(np.int64)
-            return np.ascontiguousarray(target)
-        return np.ascontiguousarray(target, dtype=pred.dtype)
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of log-probabilities (N, C) at class indices (N,)."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        if weight is not None:
+            F._unsupported("NLLLoss", "weight= (class weights)")
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, ignore_index=self.ignore_index, reduction=self.reduction)
 
 
 class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy on logits in the stable form max(x,0) - x t + log(1 + exp(-|x|))."""
-    _kernel = "binary_cross_entropy_with_logits"
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
+                 pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
+        if weight is not None or pos_weight is not None:
+            F._unsupported("BCEWithLogitsLoss", "weight= / pos_weight=")
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)
 
 
 class BCELoss(_Loss):
     """Binary cross-entropy on probabilities, log clamped at -100 as torch."""
-    _kernel = "binary_cross_entropy"
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        if weight is not None:
+            F._unsupported("BCELoss", "weight=")
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, reduction=self.reduction)

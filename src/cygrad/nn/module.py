@@ -1,20 +1,22 @@
-"""Module and Sequential: PyTorch-shaped containers with an explicit backward pass.
+"""Module: the base of layers and models (torch.nn.Module's API, forward only).
 
-Each layer's forward (in train mode) caches what its backward needs; backward(grad_out)
-adds the parameter gradients into `.grad` (accumulating, like torch) and returns the
-gradient with respect to the input.
+A module's forward runs functional ops (cygrad.nn.functional) on Tensors; each op
+records its own graph node, so backward is `loss.backward()` and needs nothing from
+the module. State belongs to the call, never to the module: a module may be called
+any number of times (or appear twice in a model) before one backward.
 """
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from cygrad.autograd import no_grad
 from cygrad.nn.parameter import Parameter, flatten
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
-
 class Module:
-    """Base class of layers and models (torch.nn.Module's API, forward and backward explicit)."""
+    """Base class of layers and models (torch.nn.Module's API): subclasses define
+    __init__ (assigning Parameters and sub-modules as attributes) and forward."""
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -38,15 +40,19 @@ class Module:
         object.__setattr__(self, name, value)
 
     # -- computation ----------------------------------------------------------------
-    def forward(self, x):
+    def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, grad_out, input_grad=True):
-        """Add parameter gradients into .grad; return d loss / d input (None if not input_grad)."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.forward(*args, **kwargs)
+        except (TypeError, ValueError, NotImplementedError) as e:
+            _name_module(e, self)
+            raise
 
-    def __call__(self, x):
-        return self.forward(x)
+    def backward(self, *args, **kwargs):
+        raise TypeError("Module.backward is gone: cygrad records the forward pass, so compute "
+                        "a loss and call loss.backward() (it fills every parameter's .grad)")
 
     # -- parameters ----------------------------------------------------------------
     def named_parameters(self, prefix=""):
@@ -77,13 +83,15 @@ class Module:
         return list(self._modules.values())
 
     def num_parameters(self):
-        return sum(p.size for p in self.parameters())
+        return sum(p.data.size for p in self.parameters())
 
     def flat_buffers(self):
         """(data, grad): the one contiguous buffer of all parameters and the one of their gradients."""
         return flatten(self.parameters())
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Zero every parameter's gradient. (Gradients live in a flat buffer, so
+        set_to_none, torch's default, zeroes them too.)"""
         for p in self.parameters():
             p.grad.fill(0)
 
@@ -157,10 +165,11 @@ class Module:
         was_training = self.training
         self.eval()
         try:
-            for name, layer in zip(self._modules or ["0"], layers):
-                x = layer(x)
-                rows.append((f"{name} ({type(layer).__name__})",
-                             str((None,) + x.shape[1:]), f"{layer.num_parameters():,}"))
+            with no_grad():
+                for name, layer in zip(self._modules or ["0"], layers):
+                    x = layer(x)
+                    rows.append((f"{name} ({type(layer).__name__})",
+                                 str((None,) + tuple(x.shape[1:])), f"{layer.num_parameters():,}"))
         finally:
             self.train(was_training)
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
@@ -173,66 +182,14 @@ class Module:
         return text
 
 
-class Sequential(Module):
-    """Modules applied in order; children named "0", "1", ... as torch.nn.Sequential.
+def _name_module(error, module):
+    """Prefix an error raised in a leaf module's forward with the module (once)."""
+    if module._modules or getattr(error, "_cygrad_named", False):
+        return
+    if error.args and isinstance(error.args[0], str):
+        error.args = (f"{module!r}: {error.args[0]}",) + error.args[1:]
+    try:
+        error._cygrad_named = True
+    except AttributeError:  # an exception type without a __dict__
+        pass
 
-    On construction every parameter is moved into one flat data buffer and every
-    gradient into one flat grad buffer. A layer caches one forward call for its
-    backward, so one instance must not appear twice in a model that is trained.
-    """
-
-    def __init__(self, *layers):
-        super().__init__()
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential argument {i} is a {type(layer).__name__}, not a Module")
-            setattr(self, str(i), layer)
-        if self.parameters():
-            self.flat_buffers()
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __getitem__(self, i):
-        return list(self._modules.values())[i]
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def _plan(self):
-        """Layers in execution order, with each ReLU followed by a MaxPool2d run after it.
-
-        max_pool(relu(x)) == relu(max_pool(x)) exactly (relu is monotone; a window
-        whose max is <= 0 gives 0 and a zero gradient either way), and the ReLU then
-        touches a quarter of the elements. Backward runs the same plan in reverse.
-        """
-        layers = list(self._modules.values())
-        key = tuple(map(id, layers))
-        if getattr(self, "_plan_key", None) != key:
-            from cygrad.nn.activations import MaxPool2d, ReLU  # (activations imports this module)
-            order = list(range(len(layers)))
-            i = 0
-            while i + 1 < len(layers):
-                if type(layers[i]) is ReLU and type(layers[i + 1]) is MaxPool2d:
-                    order[i], order[i + 1] = i + 1, i
-                    i += 2
-                else:
-                    i += 1
-            plan = [layers[i] for i in order]
-            # without input_grad, layers before the first one with parameters need no backward
-            first = next((j for j, m in enumerate(plan) if m.parameters()), len(plan))
-            object.__setattr__(self, "_plan_cache", (plan, first))
-            object.__setattr__(self, "_plan_key", key)
-        return self._plan_cache
-
-    def forward(self, x):
-        for layer in self._plan()[0]:
-            x = layer(x)
-        return x
-
-    def backward(self, grad_out, input_grad=True):
-        plan, first_param = self._plan()
-        first = 0 if input_grad else first_param
-        for i in range(len(plan) - 1, first - 1, -1):
-            grad_out = plan[i].backward(grad_out, input_grad=input_grad or i > first)
-        return grad_out if input_grad else None

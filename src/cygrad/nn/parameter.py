@@ -2,34 +2,76 @@
 
 A model's parameters are views into ONE contiguous 1-D buffer and their gradients
 views into another, so an optimizer update is a single kernel call over the whole
-model (and a data-parallel all-reduce would be one call too).
+model (and a data-parallel all-reduce is one call too).
 """
 import numpy as np
 
+from cygrad.autograd import Tensor, _check_float
 
-class Parameter:
-    """A trainable array: `data` (the values) and `grad` (its gradient), both ndarrays."""
+_DATA = Tensor.data  # the slots of Tensor, which Parameter's properties guard
+_GRAD = Tensor.grad
 
-    __slots__ = ("data", "grad")
 
-    def __init__(self, data):
-        self.data = np.ascontiguousarray(data)
-        self.grad = np.zeros_like(self.data)
+class Parameter(Tensor):
+    """A trainable Tensor (requires_grad=True), as torch.nn.Parameter.
+
+    `.data` and `.grad` are ndarrays; once a model or an optimizer has flattened its
+    parameters they are views into the flat buffers, and stay so: `p.data = array`
+    and `p.grad = array` copy into the view (shape checked; dtype cast safely), and
+    `p.grad = None` zeroes it. `.grad` always exists (zeros before any backward).
+    """
+
+    __slots__ = ()
+    _grad_is_buffer = True
+
+    def __init__(self, data, requires_grad=True):
+        arr = np.ascontiguousarray(data.data if isinstance(data, Tensor) else data)
+        _check_float(arr, "Parameter")
+        _DATA.__set__(self, arr)
+        _GRAD.__set__(self, np.zeros_like(arr))
+        self.requires_grad = bool(requires_grad)
+        self._node = None
+        self._version = 0
 
     @property
-    def shape(self):
-        return self.data.shape
+    def data(self):
+        return _DATA.__get__(self)
+
+    @data.setter
+    def data(self, value):
+        _copy_into(_DATA.__get__(self), value, "data")
 
     @property
-    def dtype(self):
-        return self.data.dtype
+    def grad(self):
+        return _GRAD.__get__(self)
 
-    @property
-    def size(self):
-        return self.data.size
+    @grad.setter
+    def grad(self, value):
+        view = _GRAD.__get__(self)
+        if value is None:
+            view.fill(0)
+        elif value is not view:
+            _copy_into(view, value, "grad")
+
+    def _bind(self, data, grad):
+        """Make data and grad these views (of the flat buffers)."""
+        _DATA.__set__(self, data)
+        _GRAD.__set__(self, grad)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return "Parameter containing:\n" + super().__repr__()
+
+
+def _copy_into(view, value, what):
+    value = np.asarray(value.data if isinstance(value, Tensor) else value)
+    if value.shape != view.shape:
+        raise ValueError(f"Parameter.{what} = array of shape {value.shape}: the parameter has "
+                         f"shape {view.shape} (its {what} is a view of the model's flat buffer; "
+                         "assignment copies into it)")
+    if not np.can_cast(value.dtype, view.dtype, "same_kind"):
+        raise TypeError(f"Parameter.{what} = array of dtype {value.dtype}: the parameter is "
+                        f"{view.dtype}")
+    view[...] = value
 
 
 def _address(a):
@@ -63,6 +105,9 @@ def flatten(params):
     params = list(params)
     if not params:
         raise ValueError("no parameters to optimize (got an empty parameter list)")
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"parameter {i} is a {type(p).__name__}, not a cygrad.nn.Parameter")
     dtypes = {p.data.dtype for p in params}
     if len(dtypes) != 1:
         raise TypeError(f"parameters mix dtypes {sorted(map(str, dtypes))}: use one dtype per model")
@@ -70,15 +115,15 @@ def flatten(params):
     grad = _adjacent_views([p.grad for p in params])
     if data is not None and grad is not None:
         return data, grad
-    total = sum(p.size for p in params)
+    total = sum(p.data.size for p in params)
     data = np.empty(total, dtypes.pop())
     grad = np.zeros_like(data)
     offset = 0
     for p in params:
-        n = p.size
+        n = p.data.size
         data[offset:offset + n] = p.data.reshape(-1)
         grad[offset:offset + n] = p.grad.reshape(-1)
-        p.data = data[offset:offset + n].reshape(p.data.shape)
-        p.grad = grad[offset:offset + n].reshape(p.grad.shape)
+        p._bind(data[offset:offset + n].reshape(p.data.shape),
+                grad[offset:offset + n].reshape(p.data.shape))
         offset += n
     return data, grad

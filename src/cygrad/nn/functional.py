@@ -1,0 +1,579 @@
+"""cygrad.nn.functional (import as F): torch.nn.functional's functions over cygrad's kernels.
+
+Each call runs the active backend's forward kernel and, when an input requires a
+gradient (and grad mode is on), records ONE graph node whose backward is the
+backend's `*_backward` kernel (for the losses: the gradient the fused kernel computed
+with the loss). Inputs may be Tensors or ndarrays; results are Tensors. Signatures
+and defaults are torch's; options cygrad cannot compute (groups, ceil_mode, class
+weights, ...) raise NotImplementedError rather than being ignored.
+"""
+import warnings
+
+import numpy as np
+
+from cygrad import backend
+from cygrad.autograd import (ACCUMULATED, Tensor, _unbroadcast, buffer_grad, needs_grad,
+                              record, wrap)
+from cygrad.autograd import is_grad_enabled as _grad_on
+from cygrad.nn import init
+
+__all__ = ["UnsupportedError", "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "sigmoid",
+           "tanh", "softmax", "log_softmax", "dropout", "cross_entropy", "nll_loss", "mse_loss",
+           "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "flatten"]
+
+
+def _in(x):
+    """x as a Tensor (an ndarray or array-like is wrapped, not copied)."""
+    if isinstance(x, Tensor):
+        return x
+    return wrap(x if type(x) is np.ndarray else np.asarray(x))
+
+
+def _same_dtype(fn, a, a_name, b, b_name):
+    if a.dtype != b.dtype:
+        raise TypeError(f"{fn}: {a_name} has dtype {a.dtype}, {b_name} has dtype {b.dtype}")
+
+
+def _pair(v, name):
+    """int or (h, w) -> (h, w), as torch's _pair (the kernels check the values)."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        return tuple(v)
+    return v, v
+
+
+class UnsupportedError(NotImplementedError, ValueError):
+    """An option torch has and cygrad cannot compute (caught as either base class)."""
+
+
+def _unsupported(fn, what):
+    raise UnsupportedError(f"{fn}: {what} is not supported by cygrad")
+
+
+# ---- layers with parameters -----------------------------------------------------------
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias (torch.nn.functional.linear): input (*, in_features),
+    weight (out_features, in_features), bias (out_features,) or None.
+
+    Forward is one GEMM (bias preloaded, beta = 1). Backward: grad_weight += g.T @ x and
+    grad_bias += ones @ g straight into the parameters' gradient buffers, and
+    grad_input = g @ weight only when the input requires a gradient.
+    """
+    x, w = _in(input), _in(weight)
+    xd, wd = x.data, w.data
+    if wd.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {wd.shape}")
+    if xd.ndim < 1 or xd.shape[-1] != wd.shape[1]:
+        raise ValueError(f"linear: input has shape {xd.shape}, expected (N, {wd.shape[1]}) "
+                         f"for a weight of shape {wd.shape}")
+    _same_dtype("linear", xd, "input", wd, "weight")
+    K = backend.current()
+    shape, (out_f, in_f) = xd.shape, wd.shape
+    x2 = np.ascontiguousarray(xd if xd.ndim == 2 else xd.reshape(-1, in_f))
+    wd = np.ascontiguousarray(wd)
+    n = x2.shape[0]
+    if bias is None:
+        b = None
+        y = K.matmul(x2, wd, trans_b=True)
+    else:
+        b = _in(bias)
+        if b.data.shape != (out_f,):
+            raise ValueError(f"linear: bias has shape {b.data.shape}, expected ({out_f},)")
+        _same_dtype("linear", b.data, "bias", wd, "weight")
+        y = np.empty((n, out_f), wd.dtype)
+        y[...] = b.data  # addmm as torch: y = b + x @ W.T
+        K.matmul(x2, wd, trans_b=True, beta=1.0, out=y)
+    if len(shape) != 2:
+        y = y.reshape(shape[:-1] + (out_f,))
+    need_x, need_w = x.requires_grad, w.requires_grad
+    need_b = b is not None and b.requires_grad
+    if not ((need_x or need_w or need_b) and _grad_on()):
+        return wrap(y)
+
+    def backward(g):
+        g = np.ascontiguousarray(g).reshape(n, out_f)
+        gx = gw = gb = None
+        if need_w:  # dW += g.T @ x
+            buf = buffer_grad(w)
+            if buf is not None:
+                K.matmul(g, x2, trans_a=True, beta=1.0, out=buf)
+                gw = ACCUMULATED
+            else:
+                gw = K.matmul(g, x2, trans_a=True)
+        if need_b:  # db += column sums of g, as a GEMM with a row of ones
+            ones = np.ones((1, n), g.dtype)
+            buf = buffer_grad(b)
+            if buf is not None:
+                K.matmul(ones, g, beta=1.0, out=buf.reshape(1, out_f))
+                gb = ACCUMULATED
+            else:
+                gb = K.matmul(ones, g).reshape(out_f)
+        if need_x:  # dx = g @ W
+            gx = K.matmul(g, wd).reshape(shape)
+        return (gx, gw) if b is None else (gx, gw, gb)
+
+    return record(y, "LinearBackward", backward, (x, w) if b is None else (x, w, b))
+
+
+def _spatial(fn, xd, what):
+    """(N, C, H, W) data and whether a batch axis was added to a 3-D (C, H, W) input."""
+    if xd.ndim == 3:
+        return np.ascontiguousarray(xd[None]), True
+    if xd.ndim != 4:
+        raise ValueError(f"{fn}: expected a 4-D input {what} (or 3-D without the batch), "
+                         f"got shape {xd.shape}")
+    return np.ascontiguousarray(xd), False
+
+
+def _check_window(fn, shape, span, padding, kind):
+    for d in (0, 1):
+        if isinstance(span[d], int) and isinstance(padding[d], int) and \
+                shape[2 + d] + 2 * padding[d] < span[d]:
+            raise ValueError(f"{fn}: input of shape {shape} is smaller than the {kind} "
+                             f"{tuple(span)} after padding {tuple(padding)}")
+
+
+def _same_padding(kernel, dilation, stride):
+    """padding='same' as symmetric padding; torch pads unevenly when d*(k-1) is odd."""
+    if tuple(stride) != (1, 1):
+        raise ValueError("conv2d: padding='same' needs stride 1 (as in torch)")
+    total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    if any(t % 2 for t in total):
+        _unsupported("conv2d", f"padding='same' with an even (dilated) kernel {tuple(kernel)} "
+                     "(it needs uneven padding)")
+    return total[0] // 2, total[1] // 2
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution as torch.nn.functional.conv2d: input (N, C_in, H, W) or (C_in, H, W),
+    weight (C_out, C_in, KH, KW), bias (C_out,); padding an int, a pair, 'valid' or 'same'."""
+    if groups != 1:
+        _unsupported("conv2d", f"groups={groups}")
+    x, w = _in(input), _in(weight)
+    xd, batched = _spatial("conv2d", x.data, "(N, C_in, H, W)")
+    wd = np.ascontiguousarray(w.data)
+    if wd.ndim != 4:
+        raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, KH, KW), got shape {wd.shape}")
+    if xd.shape[1] != wd.shape[1]:
+        raise ValueError(f"conv2d: input has shape {x.data.shape}, expected (N, {wd.shape[1]}, H, W) "
+                         f"for a weight of shape {wd.shape}")
+    _same_dtype("conv2d", xd, "input", wd, "weight")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        padding = (0, 0) if padding == "valid" else _same_padding(wd.shape[2:], dilation, stride)
+    padding = _pair(padding, "padding")
+    span = [d * (k - 1) + 1 if isinstance(d, int) else k for k, d in zip(wd.shape[2:], dilation)]
+    _check_window("conv2d", xd.shape, span, padding, "(dilated) kernel")
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    b = None if bias is None else _in(bias)
+    K = backend.current()
+    y = K.conv2d_forward(xd, wd, None if b is None else np.ascontiguousarray(b.data), **geometry)
+    if batched:
+        y = y[0]
+    need_x, need_w = x.requires_grad, w.requires_grad
+    need_b = b is not None and b.requires_grad
+    if not ((need_x or need_w or need_b) and _grad_on()):
+        return wrap(y)
+
+    def backward(g):
+        g = np.ascontiguousarray(g[None] if batched else g)
+        gx, gw, gb = K.conv2d_backward(g, xd, wd, input_grad=need_x, **geometry)
+        if batched and gx is not None:
+            gx = gx[0]
+        return (gx, gw if need_w else None) + ((gb if need_b else None,) if b is not None else ())
+
+    return record(y, "ConvolutionBackward", backward, (x, w) if b is None else (x, w, b))
+
+
+# ---- pooling --------------------------------------------------------------------------
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over each window (torch.nn.functional.max_pool2d; stride defaults to kernel_size).
+    With return_indices, also the flat index of each maximum within its H*W plane."""
+    if _pair(dilation, "dilation") != (1, 1):
+        _unsupported("max_pool2d", f"dilation={dilation}")
+    if ceil_mode:
+        _unsupported("max_pool2d", "ceil_mode=True")
+    x = _in(input)
+    xd, batched = _spatial("max_pool2d", x.data, "(N, C, H, W)")
+    k, p = _pair(kernel_size, "kernel_size"), _pair(padding, "padding")
+    _check_window("max_pool2d", xd.shape, k, p, "kernel")
+    K = backend.current()
+    y, indices = K.max_pool2d_forward(xd, kernel_size, stride=stride, padding=padding)
+    shape = xd.shape
+    if batched:
+        y, out_idx = y[0], indices[0]
+    else:
+        out_idx = indices
+    if needs_grad(x):
+        def backward(g):
+            gx = K.max_pool2d_backward(np.ascontiguousarray(g[None] if batched else g), indices, shape)
+            return (gx[0] if batched else gx,)
+
+        out = record(y, "MaxPool2DBackward", backward, (x,))
+    else:
+        out = wrap(y)
+    return (out, wrap(out_idx)) if return_indices else out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Mean over each window, padding counted (torch.nn.functional.avg_pool2d defaults)."""
+    if ceil_mode:
+        _unsupported("avg_pool2d", "ceil_mode=True")
+    if not count_include_pad:
+        _unsupported("avg_pool2d", "count_include_pad=False")
+    if divisor_override is not None:
+        _unsupported("avg_pool2d", "divisor_override")
+    x = _in(input)
+    xd, batched = _spatial("avg_pool2d", x.data, "(N, C, H, W)")
+    k, p = _pair(kernel_size, "kernel_size"), _pair(padding, "padding")
+    _check_window("avg_pool2d", xd.shape, k, p, "kernel")
+    K = backend.current()
+    y = K.avg_pool2d_forward(xd, kernel_size, stride=stride, padding=padding)
+    shape = xd.shape
+    if batched:
+        y = y[0]
+    if not needs_grad(x):
+        return wrap(y)
+
+    def backward(g):
+        gx = K.avg_pool2d_backward(np.ascontiguousarray(g[None] if batched else g), shape,
+                                   kernel_size, stride=stride, padding=padding)
+        return (gx[0] if batched else gx,)
+
+    return record(y, "AvgPool2DBackward", backward, (x,))
+
+
+# ---- activations ----------------------------------------------------------------------
+
+def relu(input, inplace=False):
+    """max(x, 0); derivative 1 where x > 0 (0 at 0, as torch). `inplace` is accepted and
+    ignored: the result is always a new tensor (the input is left unchanged)."""
+    x = _in(input)
+    xd = np.ascontiguousarray(x.data)
+    K = backend.current()
+    y = K.relu(xd)
+    if not needs_grad(x):
+        return wrap(y)
+    return record(y, "ReluBackward", lambda g: (K.relu_backward(np.ascontiguousarray(g), xd),), (x,))
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """x if x > 0 else negative_slope * x (`inplace` accepted and ignored, as for relu)."""
+    x = _in(input)
+    xd = np.ascontiguousarray(x.data)
+    K = backend.current()
+    y = K.leaky_relu(xd, negative_slope)
+    if not needs_grad(x):
+        return wrap(y)
+    return record(y, "LeakyReluBackward", lambda g: (K.leaky_relu_backward(
+        np.ascontiguousarray(g), xd, negative_slope),), (x,))
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-x)); derivative y (1 - y) from the output."""
+    x = _in(input)
+    K = backend.current()
+    y = K.sigmoid(np.ascontiguousarray(x.data))
+    if not needs_grad(x):
+        return wrap(y)
+    return record(y, "SigmoidBackward", lambda g: (K.sigmoid_backward(np.ascontiguousarray(g), y),),
+                  (x,))
+
+
+def tanh(input):
+    """tanh(x); derivative 1 - y^2 from the output."""
+    x = _in(input)
+    K = backend.current()
+    y = K.tanh(np.ascontiguousarray(x.data))
+    if not needs_grad(x):
+        return wrap(y)
+    return record(y, "TanhBackward", lambda g: (K.tanh_backward(np.ascontiguousarray(g), y),), (x,))
+
+
+def _softmax_dim(fn, dim, ndim):
+    if dim is None:  # torch's deprecated implicit choice
+        warnings.warn(f"Implicit dimension choice for {fn} has been deprecated. Change the call "
+                      "to include dim=X as an argument.", UserWarning, stacklevel=3)
+        dim = 0 if ndim in (0, 1, 3) else 1
+    d = int(dim)
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"{fn}: dim {dim} is out of range for a {ndim}-D input")
+    return d % max(ndim, 1)
+
+
+def _rows(a, axis):
+    """a with `axis` moved last, as a C-contiguous 2-D array of rows."""
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    moved = a if axis == a.ndim - 1 else np.moveaxis(a, axis, -1)
+    return np.ascontiguousarray(moved.reshape(-1, a.shape[axis]))
+
+
+def _unrows(r, shape, axis):
+    """The inverse of _rows for an array of `shape`."""
+    if not shape:
+        return r.reshape(())
+    moved = shape[:axis] + shape[axis + 1:] + (shape[axis],)
+    r = r.reshape(moved)
+    return r if axis == len(shape) - 1 else np.moveaxis(r, -1, axis)
+
+
+def _softmax(fn, kernel, input, dim, dtype):
+    x = _in(input)
+    if dtype is not None:
+        x = x.to(dtype)
+    shape = x.data.shape
+    axis = _softmax_dim(fn, dim, len(shape))
+    K = backend.current()
+    y2 = getattr(K, kernel)(_rows(x.data, axis))
+    y = _unrows(y2, shape, axis)
+    if not needs_grad(x):
+        return wrap(y)
+    backward_kernel = getattr(K, kernel + "_backward")
+    return record(y, "SoftmaxBackward" if kernel == "softmax" else "LogSoftmaxBackward",
+                  lambda g: (_unrows(backward_kernel(_rows(g, axis), y2), shape, axis),), (x,))
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(x) / sum exp(x) along dim (torch.nn.functional.softmax)."""
+    return _softmax("softmax", "softmax", input, dim, dtype)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """x - log(sum exp(x)) along dim (torch.nn.functional.log_softmax)."""
+    return _softmax("log_softmax", "log_softmax", input, dim, dtype)
+
+
+# ---- dropout --------------------------------------------------------------------------
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element with probability p (training only), scale survivors by 1/(1-p).
+
+    The mask comes from cygrad's counter-based generator, seeded by a draw from the
+    global generator (cygrad.manual_seed), so runs repeat for any thread count.
+    `inplace` is accepted and ignored (the result is a new tensor).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    x = _in(input)
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * 0.0
+    return dropout_seeded(x, p, int(init.generator().integers(2**62)))
+
+
+def dropout_seeded(input, p, seed):
+    """Dropout with the mask of `seed` (nn.Dropout advances its seed by one per call)."""
+    x = _in(input)
+    xd = np.ascontiguousarray(x.data)
+    K = backend.current()
+    y, mask = K.dropout(xd, p, seed)
+    if not needs_grad(x):
+        return wrap(y)
+    return record(y, "DropoutBackward",
+                  lambda g: (K.dropout_backward(np.ascontiguousarray(g), mask, p),), (x,))
+
+
+# ---- losses ---------------------------------------------------------------------------
+
+def _reduction(fn, size_average, reduce, reduction):
+    """torch's legacy size_average/reduce arguments as a reduction, then checked."""
+    if size_average is not None or reduce is not None:
+        warnings.warn("size_average and reduce args will be deprecated, please use "
+                      "reduction='mean' or 'sum' instead.", UserWarning, stacklevel=3)
+        if reduce is False:
+            reduction = "none"
+        else:
+            reduction = "sum" if size_average is False else "mean"
+    if reduction == "none":
+        _unsupported(fn, "reduction='none'")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"{fn}: {reduction!r} is not a valid value for reduction "
+                         "(use 'mean' or 'sum')")
+    return reduction
+
+
+def _scaled(grad, g):
+    """The saved d loss / d input times the upstream gradient of the scalar loss."""
+    return grad if g == 1 else grad * g
+
+
+def _loss_output(name, loss, grad, x, dtype):
+    """The loss as a 0-d tensor of the input's dtype, with one node whose backward is the
+    gradient the fused kernel returned with the loss."""
+    out = np.array(loss, dtype)
+    if not needs_grad(x):
+        return wrap(out)
+    return record(out, name, lambda g: (_scaled(grad, g),), (x,))
+
+
+def _no_target_grad(fn, target):
+    if isinstance(target, Tensor) and needs_grad(target):
+        _unsupported(fn, "a gradient with respect to the target")
+
+
+def _class_targets(fn, input, target, ignore_index):
+    """(logits as rows (M, C), targets (M,) or (M, C), a function mapping the (M, C)
+    gradient back to input's shape): torch's (C,), (N, C) and (N, C, d1, ...) layouts."""
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind in "iub":
+        if t.dtype not in (np.int32, np.int64):
+            t = t.astype(np.int64)
+        if ignore_index >= 0 and np.any(t == ignore_index):
+            _unsupported(fn, f"ignore_index={ignore_index} (targets equal to it)")
+        indices = True
+    elif t.dtype.kind == "f":
+        indices = False
+    else:
+        raise TypeError(f"{fn}: target must hold class indices (integers) or class "
+                        f"probabilities (floats), got {t.dtype}")
+    xd = input.data
+    shape = xd.shape
+    if xd.ndim == 1:
+        rows = xd.reshape(1, -1)
+        t = t.reshape(1) if indices else t.reshape(1, -1)
+        back = lambda g: g.reshape(shape)  # noqa: E731
+    elif xd.ndim == 2:
+        rows = xd
+        back = None
+    elif xd.ndim > 2:
+        rows = _rows(xd, 1)
+        if indices:
+            t = t.reshape(-1)
+        else:
+            t = _rows(np.asarray(t), 1)
+        back = lambda g: _unrows(g, shape, 1)  # noqa: E731
+    else:
+        raise ValueError(f"{fn}: input must have a class dimension, got a 0-d input")
+    t = np.ascontiguousarray(t) if indices else np.ascontiguousarray(t, dtype=xd.dtype)
+    return np.ascontiguousarray(rows), t, back
+
+
+def _class_loss(fn, kernel, node, input, target, weight, ignore_index, reduction, **opts):
+    if weight is not None:
+        _unsupported(fn, "weight= (class weights)")
+    _no_target_grad(fn, target)
+    x = _in(input)
+    rows, t, back = _class_targets(fn, x, target, ignore_index)
+    loss, grad = getattr(backend.current(), kernel)(rows, t, reduction=reduction, **opts)
+    return _loss_output(node, loss, grad if back is None else back(grad), x, x.data.dtype)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Softmax cross-entropy of logits against class indices or class probabilities
+    (torch.nn.functional.cross_entropy), fused with its gradient (softmax - target) / N.
+
+    input (N, C), (C,) or (N, C, d1, ...); label_smoothing as torch. Not supported:
+    weight, a target equal to a non-negative ignore_index, reduction='none'.
+    """
+    reduction = _reduction("cross_entropy", size_average, reduce, reduction)
+    return _class_loss("cross_entropy", "cross_entropy", "CrossEntropyBackward", input, target,
+                       weight, ignore_index, reduction, label_smoothing=label_smoothing)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood of log-probabilities (N, C) at class indices
+    (torch.nn.functional.nll_loss): -mean(input[i, target_i])."""
+    reduction = _reduction("nll_loss", size_average, reduce, reduction)
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if t.dtype.kind == "f":
+        raise TypeError(f"nll_loss: target must hold class indices (integers), got {t.dtype}")
+    return _class_loss("nll_loss", "nll_loss", "NllLossBackward", input, target, weight,
+                       ignore_index, reduction)
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """mean (or sum) of (input - target)^2 (torch.nn.functional.mse_loss); a target of
+    another shape is broadcast with torch's warning."""
+    if weight is not None:
+        _unsupported("mse_loss", "weight=")
+    reduction = _reduction("mse_loss", size_average, reduce, reduction)
+    return _mse_like("mse_loss", "MseLossBackward", input, target, reduction)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """mean (or sum) of |input - target| (torch.nn.functional.l1_loss); derivative sign(x - t)."""
+    if weight is not None:
+        _unsupported("l1_loss", "weight=")
+    reduction = _reduction("l1_loss", size_average, reduce, reduction)
+    return _mse_like("l1_loss", "L1LossBackward", input, target, reduction)
+
+
+def _mse_like(fn, node, input, target, reduction):
+    """mse_loss and l1_loss: functions of input - target, so d/d target = -d/d input."""
+    x = _in(input)
+    t = target if isinstance(target, Tensor) else None
+    xd = x.data
+    td = np.asarray(t.data if t is not None else target)
+    xs = xd
+    if td.shape != xd.shape:
+        warnings.warn(f"Using a target size ({td.shape}) that is different to the input size "
+                      f"({xd.shape}). This will likely lead to incorrect results due to "
+                      "broadcasting. Please ensure they have the same size.", UserWarning,
+                      stacklevel=3)
+        xs, td = np.broadcast_arrays(xd, td)
+    loss, grad = getattr(backend.current(), fn)(np.ascontiguousarray(xs),
+                                                np.ascontiguousarray(td, dtype=xd.dtype),
+                                                reduction=reduction)
+    out = np.array(loss, xd.dtype)
+    need_x = x.requires_grad
+    need_t = t is not None and t.requires_grad
+    if not ((need_x or need_t) and _grad_on()):
+        return wrap(out)
+
+    def backward(g):
+        full = _scaled(grad, g)
+        gx = _unbroadcast(full, xd.shape, xd.dtype) if need_x else None
+        if t is None:
+            return (gx,)
+        return gx, (_unbroadcast(-full, t.data.shape, t.data.dtype) if need_t else None)
+
+    return record(out, node, backward, (x,) if t is None else (x, t))
+
+
+def _binary_loss(fn, kernel, node, input, target, weight, reduction):
+    if weight is not None:
+        _unsupported(fn, "weight=")
+    _no_target_grad(fn, target)
+    x = _in(input)
+    xd = np.ascontiguousarray(x.data)
+    td = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if td.shape != xd.shape:
+        raise ValueError(f"{fn}: target size ({td.shape}) must be the same as input size "
+                         f"({xd.shape})")
+    loss, grad = getattr(backend.current(), kernel)(xd, np.ascontiguousarray(td, dtype=xd.dtype),
+                                                    reduction=reduction)
+    return _loss_output(node, loss, grad, x, xd.dtype)
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    """-(t log p + (1 - t) log(1 - p)) on probabilities, log clamped at -100 (torch)."""
+    reduction = _reduction("binary_cross_entropy", size_average, reduce, reduction)
+    return _binary_loss("binary_cross_entropy", "binary_cross_entropy", "BinaryCrossEntropyBackward",
+                        input, target, weight, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    """Binary cross-entropy on logits, in the stable form max(x,0) - x t + log(1 + exp(-|x|))."""
+    if pos_weight is not None:
+        _unsupported("binary_cross_entropy_with_logits", "pos_weight=")
+    reduction = _reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
+    return _binary_loss("binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits",
+                        "BinaryCrossEntropyWithLogitsBackward", input, target, weight, reduction)
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    """Dimensions start_dim..end_dim merged into one (torch.flatten)."""
+    return _in(input).flatten(start_dim, end_dim)
