@@ -305,3 +305,24 @@ def _weight_grad(model, shared, x, g, w0):
     model.zero_grad()
     model(x).backward(g)
     return shared.weight.grad.copy()
+
+
+def test_no_input_gradient_is_computed_for_data(monkeypatch):
+    """The first layer's input (the batch) needs no gradient: conv2d_backward runs with
+    input_grad=False there and True after it, as the old explicit input_grad=False did."""
+    calls = []
+    real = cg.kernels.conv2d_backward
+
+    def spy(*args, input_grad=True, **kwargs):
+        calls.append(input_grad)
+        return real(*args, input_grad=input_grad, **kwargs)
+
+    monkeypatch.setattr(cg.kernels, "conv2d_backward", spy)
+    model = cg.models.cnn(seed=0)
+    x = np.zeros((2, 1, 28, 28), np.float32)
+    cg.nn.functional.cross_entropy(model(x), np.array([1, 2])).backward()
+    assert calls == [True, False]  # backward order: conv2 (its input is conv1's output), conv1
+    calls.clear()
+    xt = cg.tensor(x, requires_grad=True)
+    cg.nn.functional.cross_entropy(model(xt), np.array([1, 2])).backward()
+    assert calls == [True, True] and xt.grad.shape == x.shape

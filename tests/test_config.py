@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -33,3 +34,14 @@ def test_threadpoolctl_sees_openmp_runtime():
     assert "openmp" in apis
     with threadpool_limits(1, user_api="openmp"):
         assert any(i["num_threads"] == 1 for i in threadpool_info() if i["internal_api"] == "openmp")
+
+
+def test_malloc_tuning_is_reported_and_can_be_turned_off():
+    code = "import cygrad; print(cygrad.config()['malloc'])"
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "CYGRAD_MALLOC_TUNING": "0"})
+    if sys.platform.startswith("linux"):
+        assert "trim threshold 256 MiB" in on.stdout or "refused" in on.stdout
+    assert "CYGRAD_MALLOC_TUNING=0" in off.stdout

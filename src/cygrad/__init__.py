@@ -1,7 +1,11 @@
 """cygrad: a CPU deep-learning library with compiled, verified kernels."""
 __version__ = "0.1.0"
 
-from cygrad import kernels, reference, testing
+from cygrad import _malloc
+
+_malloc.tune()  # before the first large allocation (see cygrad/_malloc.py)
+
+from cygrad import kernels, reference, testing  # noqa: E402
 from cygrad._config import config, get_num_threads, set_num_threads, show_config, threads
 from cygrad.backend import get_backend, set_backend, use_backend
 from cygrad import autograd

@@ -4,7 +4,7 @@ import os
 import platform
 import sys
 
-from cygrad import _runtime
+from cygrad import _malloc, _runtime
 from cygrad.kernels import gemm as _gemm
 
 get_num_threads = _runtime.get_num_threads
@@ -36,6 +36,7 @@ def config():
         "isa_supported": [n for n in ("avx512", "avx2", "generic") if _gemm.isa_supported(n)],
         "num_threads": get_num_threads(),
         "cpu_count": os.cpu_count(),
+        "malloc": _malloc.status,
     }
 
 
@@ -49,5 +50,6 @@ def show_config(file=None):
         f"  openmp        {'yes' if c['openmp'] else 'no (built serially)'}",
         f"  isa           {c['isa']} (supported: {', '.join(c['isa_supported'])})",
         f"  threads       {c['num_threads']} (of {c['cpu_count']} CPUs)",
+        f"  malloc        {c['malloc']}",
     ]
     print("\n".join(lines), file=file or sys.stdout)

@@ -37,12 +37,16 @@ __all__ = ["Tensor", "tensor", "no_grad", "enable_grad", "set_grad_enabled", "is
 
 # ---- grad mode (thread-local, on by default in every thread) -----------------------------
 
-_mode = threading.local()
+class _Mode(threading.local):
+    enabled = True  # each thread starts with grad mode on (read as a class attribute)
+
+
+_mode = _Mode()
 
 
 def is_grad_enabled():
     """True when ops record graph nodes (the default; off inside no_grad)."""
-    return getattr(_mode, "enabled", True)
+    return _mode.enabled
 
 
 def _set_enabled(flag):
@@ -113,6 +117,20 @@ class set_grad_enabled:
 
 _sequence = itertools.count()
 
+# In-place changes (`+=` in no_grad, an optimizer step) stamp the tensor's _version with a
+# new value of this global counter; a node remembers the counter's value when it was
+# recorded, so backward can tell whether an input changed since (and checks nothing when
+# no in-place change happened anywhere, the usual case).
+_epoch = 0
+
+
+def bump_versions(tensors):
+    """Mark tensors as changed in place (their data no longer what graphs saved)."""
+    global _epoch
+    _epoch += 1
+    for t in tensors:
+        t._version = _epoch
+
 # returned by a node's backward for an input whose gradient it already added into
 # that leaf's .grad buffer (a GEMM with beta=1 instead of a temporary and an add)
 ACCUMULATED = object()
@@ -122,13 +140,13 @@ class Node:
     """One recorded op: `backward(grad_out) -> tuple of input gradients` (None where an
     input needs none, ACCUMULATED where it was added into a leaf's buffer already)."""
 
-    __slots__ = ("name", "backward", "inputs", "versions", "seq", "retained", "__weakref__")
+    __slots__ = ("name", "backward", "inputs", "epoch", "seq", "retained", "__weakref__")
 
     def __init__(self, name, backward, inputs):
         self.name = name
         self.backward = backward
         self.inputs = inputs
-        self.versions = [t._version for t in inputs]
+        self.epoch = _epoch
         self.seq = next(_sequence)
         self.retained = None
 
@@ -160,7 +178,7 @@ def wrap(data):
 
 def needs_grad(t):
     """Whether an op should record a node for (and compute the gradient of) tensor t."""
-    return t.requires_grad and getattr(_mode, "enabled", True)
+    return t.requires_grad and _mode.enabled
 
 
 def buffer_grad(t):
@@ -209,12 +227,13 @@ def _backward(root, gradient, retain_graph):
                 f"Trying to backward through the graph a second time ({n.name} already ran and "
                 "freed what it saved). Specify retain_graph=True on the first backward() call if "
                 "you need to backward twice, or recompute the forward pass.")
-        for t, v in zip(n.inputs, n.versions):
-            if t._version != v:
-                raise RuntimeError(
-                    f"a tensor {n.name} saved for the gradient (shape {t.data.shape}) was modified "
-                    f"in place after it was used (version {v} -> {t._version}), e.g. by an "
-                    "optimizer step or `+=`; call backward() before changing it")
+        if n.epoch != _epoch:
+            for t in n.inputs:
+                if t._version > n.epoch:
+                    raise RuntimeError(
+                        f"a tensor {n.name} saved for the gradient (shape {t.data.shape}) was "
+                        "modified in place after it was used, e.g. by an optimizer step or `+=`; "
+                        "call backward() before changing it")
         if n.retained is not None:
             owner = n.retained()
             if owner is not None:
@@ -233,7 +252,6 @@ def _backward(root, gradient, retain_graph):
         if not retain_graph:
             n.backward = None
             n.inputs = ()
-            n.versions = ()
 
 
 def _seq(n):
@@ -330,7 +348,7 @@ def _binary(name, a, b, fn, grad_a, grad_b):
     out = _array(fn(av, bv))
     a_is, b_is = isinstance(a, Tensor), isinstance(b, Tensor)
     need_a, need_b = a_is and a.requires_grad, b_is and b.requires_grad
-    if not ((need_a or need_b) and getattr(_mode, "enabled", True)):
+    if not ((need_a or need_b) and _mode.enabled):
         return wrap(out)
     inputs = (a, b) if a_is and b_is else (a,) if a_is else (b,)
 
@@ -345,7 +363,7 @@ def _binary(name, a, b, fn, grad_a, grad_b):
 def _unary(name, x, out, grad):
     """A one-input op: out (already computed), recording grad(g) -> gradient wrt x."""
     out = _array(out)
-    if not (x.requires_grad and getattr(_mode, "enabled", True)):
+    if not (x.requires_grad and _mode.enabled):
         return wrap(out)
     dtype = x.data.dtype
 
@@ -642,7 +660,7 @@ class Tensor:
             raise RuntimeError(f"a leaf tensor that requires grad is used in an in-place operation "
                                f"(`{op}`): wrap the update in `with cygrad.no_grad():`")
         ufunc(self.data, _value(other), out=self.data, casting="same_kind")
-        self._version += 1
+        bump_versions((self,))
         return self
 
     # -- comparisons (no gradient) ----------------------------------------------------
@@ -934,7 +952,7 @@ def _matmul(a, b):
     else:
         out = _array(np.matmul(av, bv))
     need_a, need_b = a.requires_grad, b.requires_grad
-    if not ((need_a or need_b) and getattr(_mode, "enabled", True)):
+    if not ((need_a or need_b) and _mode.enabled):
         return wrap(out)
 
     def backward(g):

@@ -11,8 +11,17 @@ import threading
 
 BACKENDS = ("kernels", "reference")
 
-_state = threading.local()
-_default = "kernels"
+
+class _State(threading.local):
+    """The active backend per thread; a thread that set none sees the class attributes
+    (the default), read without a failed instance lookup (this runs on every op)."""
+
+    name = "kernels"
+    module = None
+
+
+_state = _State()
+_modules = {}
 
 
 def _check(name):
@@ -21,36 +30,40 @@ def _check(name):
     return name
 
 
-def set_backend(name):
-    """Make `name` ('kernels' or 'reference') the active backend of this thread (and the default of new ones)."""
-    global _default
-    _default = _check(name)
-    _state.name = _default
-
-
-def get_backend():
-    """The name of the active backend: 'kernels' or 'reference'."""
-    return getattr(_state, "name", _default)
-
-
-_modules = {}
-
-
-def current():
-    """The active backend's module (cygrad.kernels or cygrad.reference)."""
-    name = get_backend()
+def _module(name):
     module = _modules.get(name)
     if module is None:
         module = _modules[name] = importlib.import_module("cygrad." + name)
     return module
 
 
+def _activate(target, name):
+    target.name, target.module = name, _module(name)
+
+
+def set_backend(name):
+    """Make `name` ('kernels' or 'reference') the active backend of this thread (and the default of new ones)."""
+    _check(name)
+    _activate(_State, name)
+    _activate(_state, name)
+
+
+def get_backend():
+    """The name of the active backend: 'kernels' or 'reference'."""
+    return _state.name
+
+
+def current():
+    """The active backend's module (cygrad.kernels or cygrad.reference)."""
+    return _state.module or _module(_state.name)
+
+
 @contextlib.contextmanager
 def use_backend(name):
     """Run the enclosed block on backend `name`, then restore the previous one."""
-    previous = get_backend()
-    _state.name = _check(name)
+    previous = _state.name
+    _activate(_state, _check(name))
     try:
         yield current()
     finally:
-        _state.name = previous
+        _activate(_state, previous)

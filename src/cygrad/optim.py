@@ -9,6 +9,7 @@ kernel call for the whole model.
 import numpy as np
 
 from cygrad import backend
+from cygrad.autograd import bump_versions
 from cygrad.nn.module import Module
 from cygrad.nn.parameter import flatten
 
@@ -63,8 +64,7 @@ class Optimizer:
 
     def _bump_versions(self):
         """The parameters changed in place: a graph recorded before must not backward."""
-        for p in self.params:
-            p._version += 1
+        bump_versions(self.params)
 
     def step(self, closure=None):
         """One update of every parameter: a single kernel call on the flat buffers.

@@ -63,15 +63,17 @@ def linear(input, weight, bias=None):
     """
     x, w = _in(input), _in(weight)
     xd, wd = x.data, w.data
+    shape = xd.shape
     if wd.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {wd.shape}")
-    if xd.ndim < 1 or xd.shape[-1] != wd.shape[1]:
-        raise ValueError(f"linear: input has shape {xd.shape}, expected (N, {wd.shape[1]}) "
+    out_f, in_f = wd.shape
+    if not shape or shape[-1] != in_f:
+        raise ValueError(f"linear: input has shape {shape}, expected (N, {in_f}) "
                          f"for a weight of shape {wd.shape}")
-    _same_dtype("linear", xd, "input", wd, "weight")
+    if xd.dtype != wd.dtype:
+        _same_dtype("linear", xd, "input", wd, "weight")
     K = backend.current()
-    shape, (out_f, in_f) = xd.shape, wd.shape
-    x2 = np.ascontiguousarray(xd if xd.ndim == 2 else xd.reshape(-1, in_f))
+    x2 = np.ascontiguousarray(xd if len(shape) == 2 else xd.reshape(-1, in_f))
     wd = np.ascontiguousarray(wd)
     n = x2.shape[0]
     if bias is None:
@@ -79,11 +81,13 @@ def linear(input, weight, bias=None):
         y = K.matmul(x2, wd, trans_b=True)
     else:
         b = _in(bias)
-        if b.data.shape != (out_f,):
-            raise ValueError(f"linear: bias has shape {b.data.shape}, expected ({out_f},)")
-        _same_dtype("linear", b.data, "bias", wd, "weight")
+        bd = b.data
+        if bd.shape != (out_f,) or bd.dtype != wd.dtype:
+            if bd.shape != (out_f,):
+                raise ValueError(f"linear: bias has shape {bd.shape}, expected ({out_f},)")
+            _same_dtype("linear", bd, "bias", wd, "weight")
         y = np.empty((n, out_f), wd.dtype)
-        y[...] = b.data  # addmm as torch: y = b + x @ W.T
+        y[...] = bd  # addmm as torch: y = b + x @ W.T
         K.matmul(x2, wd, trans_b=True, beta=1.0, out=y)
     if len(shape) != 2:
         y = y.reshape(shape[:-1] + (out_f,))
@@ -386,6 +390,8 @@ def dropout_seeded(input, p, seed):
 
 def _reduction(fn, size_average, reduce, reduction):
     """torch's legacy size_average/reduce arguments as a reduction, then checked."""
+    if size_average is None and reduce is None and (reduction == "mean" or reduction == "sum"):
+        return reduction
     if size_average is not None or reduce is not None:
         warnings.warn("size_average and reduce args will be deprecated, please use "
                       "reduction='mean' or 'sum' instead.", UserWarning, stacklevel=3)
