@@ -9,8 +9,8 @@ from cygrad import kernels, reference, testing  # noqa: E402
 from cygrad._config import config, get_num_threads, set_num_threads, show_config, threads
 from cygrad.backend import get_backend, set_backend, use_backend
 from cygrad import autograd
-from cygrad.autograd import (Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled,
-                             tensor)
+from cygrad.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from cygrad.tensor import Tensor, tensor
 from cygrad import nn, optim, data, train, models
 from cygrad.io import CheckpointError, load, save
 from cygrad.nn.init import manual_seed

@@ -39,7 +39,8 @@ def gradcheck(fn, inputs, grads=None, *, eps=1e-6, rtol=1e-6, atol=1e-8, wrt=Non
     wrt: indices of inputs to check (default: all).
     Returns the largest relative error seen.
     """
-    from cygrad.autograd import Tensor, no_grad
+    from cygrad.autograd import no_grad
+    from cygrad.tensor import Tensor
 
     inputs = [x.data if isinstance(x, Tensor) else x for x in inputs]
     for i, x in enumerate(inputs):
@@ -91,7 +92,7 @@ def gradcheck(fn, inputs, grads=None, *, eps=1e-6, rtol=1e-6, atol=1e-8, wrt=Non
 
 def _autograd_grads(fn, inputs, wrt):
     """callable(w) -> the gradients autograd computes for the inputs in wrt."""
-    from cygrad.autograd import Tensor
+    from cygrad.tensor import Tensor
 
     def grads(w):
         leaves = [Tensor(x.copy(), requires_grad=i in wrt) for i, x in enumerate(inputs)]

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from cygrad import backend, io
-from cygrad.autograd import Tensor, no_grad
+from cygrad.autograd import no_grad
+from cygrad.tensor import Tensor
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
 

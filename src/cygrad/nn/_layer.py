@@ -1,9 +1,7 @@
 """What cygrad's built-in layers share: an optional dtype their input must have."""
-import numpy as np
-
-from cygrad.autograd import Tensor
 from cygrad.nn.init import float_dtype
 from cygrad.nn.module import Module
+from cygrad.tensor import Tensor
 
 
 class Layer(Module):

@@ -12,13 +12,13 @@ import warnings
 import numpy as np
 
 from cygrad import backend
-from cygrad.autograd import (ACCUMULATED, Tensor, _unbroadcast, buffer_grad, needs_grad,
-                              record, wrap)
+from cygrad.autograd import ACCUMULATED, buffer_grad, needs_grad
 from cygrad.autograd import is_grad_enabled as _grad_on
+from cygrad.tensor import Tensor, _unbroadcast, record, wrap
 from cygrad.nn import init
 
-__all__ = ["UnsupportedError", "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu", "leaky_relu", "sigmoid",
-           "tanh", "softmax", "log_softmax", "dropout", "cross_entropy", "nll_loss", "mse_loss",
+__all__ = ["UnsupportedError", "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu",
+           "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "cross_entropy", "nll_loss", "mse_loss",
            "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "flatten"]
 
 
@@ -280,25 +280,25 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
         np.ascontiguousarray(g), xd, negative_slope),), (x,))
 
 
-def sigmoid(input):
-    """1 / (1 + exp(-x)); derivative y (1 - y) from the output."""
+def _from_output(node, kernel, input):
+    """An activation whose derivative the backend computes from its output y."""
     x = _in(input)
     K = backend.current()
-    y = K.sigmoid(np.ascontiguousarray(x.data))
+    y = getattr(K, kernel)(np.ascontiguousarray(x.data))
     if not needs_grad(x):
         return wrap(y)
-    return record(y, "SigmoidBackward", lambda g: (K.sigmoid_backward(np.ascontiguousarray(g), y),),
-                  (x,))
+    derivative = getattr(K, kernel + "_backward")
+    return record(y, node, lambda g: (derivative(np.ascontiguousarray(g), y),), (x,))
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-x)); derivative y (1 - y) from the output."""
+    return _from_output("SigmoidBackward", "sigmoid", input)
 
 
 def tanh(input):
     """tanh(x); derivative 1 - y^2 from the output."""
-    x = _in(input)
-    K = backend.current()
-    y = K.tanh(np.ascontiguousarray(x.data))
-    if not needs_grad(x):
-        return wrap(y)
-    return record(y, "TanhBackward", lambda g: (K.tanh_backward(np.ascontiguousarray(g), y),), (x,))
+    return _from_output("TanhBackward", "tanh", input)
 
 
 def _softmax_dim(fn, dim, ndim):

@@ -14,6 +14,7 @@ from cygrad.nn.parameter import Parameter, flatten
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+
 class Module:
     """Base class of layers and models (torch.nn.Module's API): subclasses define
     __init__ (assigning Parameters and sub-modules as attributes) and forward."""
@@ -192,4 +193,3 @@ def _name_module(error, module):
         error._cygrad_named = True
     except AttributeError:  # an exception type without a __dict__
         pass
-

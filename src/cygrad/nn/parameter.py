@@ -6,7 +6,7 @@ model (and a data-parallel all-reduce is one call too).
 """
 import numpy as np
 
-from cygrad.autograd import Tensor, _check_float
+from cygrad.tensor import Tensor, _check_float
 
 _DATA = Tensor.data  # the slots of Tensor, which Parameter's properties guard
 _GRAD = Tensor.grad
