@@ -18,8 +18,9 @@ from cygrad.tensor import Tensor, _unbroadcast, record, wrap
 from cygrad.nn import init
 
 __all__ = ["UnsupportedError", "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu",
-           "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "cross_entropy", "nll_loss", "mse_loss",
-           "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "flatten"]
+           "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "cross_entropy",
+           "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "flatten"]
 
 
 def _in(x):
