@@ -20,15 +20,28 @@ def mlp(sizes=(784, 128, 64, 10), *, dtype=np.float32, seed=None):
     return nn.Sequential(*layers)
 
 
-def cnn(*, dtype=np.float32, seed=None):
+def cnn(*, dtype=np.float32, seed=None, batch_norm=False):
     """Conv(1,32,3) ReLU MaxPool2 Conv(32,64,3) ReLU MaxPool2 Flatten Linear(1600,128) ReLU
-    Linear(128,10), on (N, 1, 28, 28) inputs."""
+    Linear(128,10), on (N, 1, 28, 28) inputs.
+
+    batch_norm=True: a BatchNorm2d after each convolution and a BatchNorm1d after the
+    hidden Linear (each before its ReLU; those three layers then have no bias, which the
+    normalisation would cancel).
+    """
     rng = generator(seed)
+    bias = not batch_norm
+
+    def norm(cls, channels):
+        return [cls(channels, dtype=dtype)] if batch_norm else []
+
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, dtype=dtype, rng=rng), nn.ReLU(dtype=dtype), nn.MaxPool2d(2, dtype=dtype),
-        nn.Conv2d(32, 64, 3, dtype=dtype, rng=rng), nn.ReLU(dtype=dtype), nn.MaxPool2d(2, dtype=dtype),
+        nn.Conv2d(1, 32, 3, bias=bias, dtype=dtype, rng=rng), *norm(nn.BatchNorm2d, 32),
+        nn.ReLU(dtype=dtype), nn.MaxPool2d(2, dtype=dtype),
+        nn.Conv2d(32, 64, 3, bias=bias, dtype=dtype, rng=rng), *norm(nn.BatchNorm2d, 64),
+        nn.ReLU(dtype=dtype), nn.MaxPool2d(2, dtype=dtype),
         nn.Flatten(dtype=dtype),
-        nn.Linear(1600, 128, dtype=dtype, rng=rng), nn.ReLU(dtype=dtype),
+        nn.Linear(1600, 128, bias=bias, dtype=dtype, rng=rng), *norm(nn.BatchNorm1d, 128),
+        nn.ReLU(dtype=dtype),
         nn.Linear(128, 10, dtype=dtype, rng=rng))
 
 

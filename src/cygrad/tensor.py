@@ -59,6 +59,24 @@ def as_dtype(dtype):
     return np.dtype(dtype)
 
 
+DEVICES = ("cpu", "cuda", "mps", "xpu", "meta", "hip", "xla")
+
+
+def to_arguments(args, dtype=None, device=None, like=None):
+    """The dtype asked for by torch-style .to(...) arguments (None: keep it); a device
+    other than the CPU raises ValueError."""
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype = a.data.dtype
+        elif isinstance(a, str) and a.split(":")[0] in DEVICES or type(a).__name__ == "device":
+            device = a
+        else:
+            dtype = a
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise ValueError(f"cygrad runs on the CPU only, not on device {str(device)!r}")
+    return None if dtype is None else as_dtype(dtype)
+
+
 def _check_float(arr, what="requires_grad"):
     if arr.dtype.kind != "f":
         raise TypeError(f"only floating-point tensors can require gradients ({what}); "
@@ -338,19 +356,8 @@ class Tensor:
     def to(self, *args, dtype=None, device=None):
         """This tensor in another dtype (the gradient is cast back), as torch's .to(dtype);
         .to('cpu') is this tensor (cygrad runs on the CPU only)."""
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype = a.data.dtype
-            elif isinstance(a, str) and a.split(":")[0] == "cpu":
-                device = a
-            else:
-                dtype = a
-        if device is not None and str(device).split(":")[0] != "cpu":
-            raise ValueError(f"cygrad runs on the CPU only, not on device {device!r}")
-        if dtype is None:
-            return self
-        dtype = as_dtype(dtype)
-        if dtype == self.data.dtype:
+        dtype = to_arguments(args, dtype, device, self)
+        if dtype is None or dtype == self.data.dtype:
             return self
         return _unary("ToCopyBackward", self, self.data.astype(dtype), lambda g: g)
 

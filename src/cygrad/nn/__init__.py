@@ -1,5 +1,5 @@
 """cygrad.nn: modules (forward only; autograd records the backward), losses, functional."""
-from cygrad.nn import functional, init
+from cygrad.nn import functional, init, utils
 from cygrad.nn.activations import (AvgPool2d, Dropout, Flatten, LeakyReLU, MaxPool2d, ReLU,
                                    Sigmoid, Tanh)
 from cygrad.nn.container import Sequential
@@ -8,9 +8,10 @@ from cygrad.nn.layers import Conv2d, Linear
 from cygrad.nn.losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss,
                               NLLLoss)
 from cygrad.nn.module import Module
+from cygrad.nn.normalization import BatchNorm1d, BatchNorm2d
 from cygrad.nn.parameter import Parameter, flatten
 
 __all__ = ["Module", "Sequential", "Parameter", "Linear", "Conv2d", "ReLU", "LeakyReLU",
            "Sigmoid", "Tanh", "MaxPool2d", "AvgPool2d", "Flatten", "Dropout", "MSELoss",
            "L1Loss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss", "BCELoss",
-           "manual_seed", "flatten", "functional", "init"]
+           "manual_seed", "flatten", "functional", "init", "utils", "BatchNorm1d", "BatchNorm2d"]

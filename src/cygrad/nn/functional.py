@@ -17,7 +17,7 @@ from cygrad.autograd import is_grad_enabled as _grad_on
 from cygrad.tensor import Tensor, _unbroadcast, record, wrap
 from cygrad.nn import init
 
-__all__ = ["UnsupportedError", "linear", "conv2d", "max_pool2d", "avg_pool2d", "relu",
+__all__ = ["UnsupportedError", "linear", "conv2d", "batch_norm", "max_pool2d", "avg_pool2d", "relu",
            "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "cross_entropy",
            "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "flatten"]
@@ -192,6 +192,48 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         return (gx, gw if need_w else None) + ((gb if need_b else None,) if b is not None else ())
 
     return record(y, "ConvolutionBackward", backward, (x, w) if b is None else (x, w, b))
+
+
+# ---- normalisation ----------------------------------------------------------------------
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation over axis 1 of (N, C, *) (torch.nn.functional.batch_norm).
+
+    training=True: the batch's mean and biased variance normalise, and running_mean /
+    running_var (when given) move towards the batch statistics by `momentum`, the
+    variance unbiased, in place. training=False: the running statistics normalise.
+    One node; its backward is the backend's batch_norm_backward.
+    """
+    x = _in(input)
+    xd = x.data
+    if xd.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input of at least 2 dimensions (N, C, ...), "
+                         f"got shape {xd.shape}")
+    w = None if weight is None else _in(weight)
+    b = None if bias is None else _in(bias)
+    stats = [None if r is None else (r.data if isinstance(r, Tensor) else r)
+             for r in (running_mean, running_var)]
+    K = backend.current()
+    xd = np.ascontiguousarray(xd)
+    wd = None if w is None else np.ascontiguousarray(w.data)
+    y, mean, invstd = K.batch_norm_forward(
+        xd, wd, None if b is None else np.ascontiguousarray(b.data), stats[0], stats[1],
+        training=bool(training), momentum=0.0 if momentum is None else float(momentum), eps=eps)
+    need_x = x.requires_grad
+    need_w = w is not None and w.requires_grad
+    need_b = b is not None and b.requires_grad
+    if not ((need_x or need_w or need_b) and _grad_on()):
+        return wrap(y)
+
+    def backward(g):
+        gx, gw, gb = K.batch_norm_backward(np.ascontiguousarray(g), xd, wd, mean, invstd,
+                                           training=bool(training), input_grad=need_x)
+        return (gx,) + tuple(grad if need else None for grad, need, t in
+                             ((gw, need_w, w), (gb, need_b, b)) if t is not None)
+
+    inputs = (x,) + tuple(t for t in (w, b) if t is not None)
+    return record(y, "NativeBatchNormBackward", backward, inputs)
 
 
 # ---- pooling --------------------------------------------------------------------------

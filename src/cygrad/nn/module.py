@@ -10,9 +10,13 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from cygrad.autograd import no_grad
-from cygrad.nn.parameter import Parameter, flatten
+from cygrad.nn.init import float_dtype
+from cygrad.nn.parameter import Parameter, flatten, flatten_is_shared
+from cygrad.tensor import Tensor, to_arguments
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+_trace = None  # while summary() runs: the list of (module, output) of each call
 
 
 class Module:
@@ -21,24 +25,71 @@ class Module:
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
-        params, modules = self.__dict__.get("_parameters"), self.__dict__.get("_modules")
+        d = self.__dict__
+        params, modules, buffers = d.get("_parameters"), d.get("_modules"), d.get("_buffers")
         if params is not None and name not in params and name not in modules and \
-                not isinstance(value, (Parameter, Module)):
-            object.__setattr__(self, name, value)  # the common case (caches in forward): no registry
+                name not in buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # the common case: no registry
             return
         if params is None:
             raise AttributeError(f"call Module.__init__() in {type(self).__name__}.__init__ first")
+        if name in buffers and not isinstance(value, (Parameter, Module)):
+            self.register_buffer(name, value, persistent=name not in self._non_persistent)
+            return
         params.pop(name, None)
         modules.pop(name, None)
+        buffers.pop(name, None)
         if isinstance(value, Parameter):
             params[name] = value
         elif isinstance(value, Module):
             modules[name] = value
         object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Register a state array that is not a parameter (e.g. BatchNorm's running_mean):
+        saved in state_dict (unless persistent=False) and by cg.save, converted by to(),
+        never given to an optimizer. `tensor` is a Tensor, an ndarray or None."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"attribute {name!r} already exists as a parameter or module")
+        if tensor is not None:
+            if isinstance(tensor, Parameter):
+                raise TypeError(f"buffer {name!r} must not be a Parameter (register_parameter)")
+            tensor = tensor.detach() if isinstance(tensor, Tensor) else Tensor(np.asarray(tensor))
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+        object.__setattr__(self, name, tensor)
+
+    def register_parameter(self, name, param):
+        """Add a Parameter (or None) under `name`, as torch's register_parameter."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot assign a {type(param).__name__} as parameter {name!r} "
+                            "(a cygrad.nn.Parameter or None is required)")
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def add_module(self, name, module):
+        """Add a child module under `name` (torch's add_module; also register_module)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if not isinstance(name, str) or "." in name or not name:
+            raise KeyError(f"module name must be a non-empty string without '.', got {name!r}")
+        setattr(self, name, module)
+
+    register_module = add_module
 
     # -- computation ----------------------------------------------------------------
     def forward(self, *args, **kwargs):
@@ -46,10 +97,13 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         try:
-            return self.forward(*args, **kwargs)
+            out = self.forward(*args, **kwargs)
         except (TypeError, ValueError, NotImplementedError) as e:
             _name_module(e, self)
             raise
+        if _trace is not None:
+            _trace.append((self, out))
+        return out
 
     def backward(self, *args, **kwargs):
         raise TypeError("Module.backward is gone: cygrad records the forward pass, so compute "
@@ -69,19 +123,63 @@ class Module:
         for name, p in self._parameters.items():
             yield prefix + name, p
         for mname, m in self._modules.items():
-            yield from m._named_parameters(prefix + mname + ".")
+            if m is not None:
+                yield from m._named_parameters(prefix + mname + ".")
 
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
     def named_modules(self, prefix=""):
-        """(name, module) for this module ("" ) and every descendant, depth first."""
+        """(name, module) for this module ("" ) and every descendant, depth first; a module
+        reachable twice is listed once, as torch's."""
+        seen = set()
+        for name, m in self._walk_modules(prefix):
+            if id(m) not in seen:
+                seen.add(id(m))
+                yield name, m
+
+    def _walk_modules(self, prefix):
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            if m is not None:
+                yield from m._walk_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        """This module and every descendant (torch's modules())."""
+        return [m for _, m in self.named_modules()]
+
+    def named_children(self):
+        """(name, module) of the direct children."""
+        return [(n, m) for n, m in self._modules.items() if m is not None]
 
     def children(self):
-        return list(self._modules.values())
+        return [m for m in self._modules.values() if m is not None]
+
+    def named_buffers(self, prefix=""):
+        """(name, Tensor) of every registered buffer, own first, then the children's."""
+        for mname, m in self.named_modules():
+            base = prefix + (mname + "." if mname else "")
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield base + name, b
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
+
+    def apply(self, fn):
+        """Call fn(module) on every descendant, then on this module (children first, as
+        torch's apply); returns self. E.g. model.apply(init_weights)."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad on every parameter (False freezes them: no gradient is
+        computed for them and optimizers leave them unchanged)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     def num_parameters(self):
         return sum(p.data.size for p in self.parameters())
@@ -98,7 +196,7 @@ class Module:
 
     def train(self, mode=True):
         object.__setattr__(self, "training", bool(mode))
-        for m in self._modules.values():
+        for m in self.children():
             m.train(mode)
         return self
 
@@ -106,17 +204,38 @@ class Module:
         return self.train(False)
 
     # -- state ---------------------------------------------------------------------
+    def _named_state(self):
+        """(key, Parameter or buffer Tensor) of the state_dict, in torch's order: a module's
+        parameters, then its persistent buffers, then its children's; shared entries once."""
+        seen, out = set(), []
+
+        def walk(module, prefix):
+            entries = list(module._parameters.items()) + [
+                (n, b) for n, b in module._buffers.items() if n not in module._non_persistent]
+            for name, t in entries:
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    out.append((prefix + name, t))
+            for name, child in module._modules.items():
+                if child is not None:
+                    walk(child, prefix + name + ".")
+
+        walk(self, "")
+        return out
+
     def state_dict(self):
-        """OrderedDict name -> copy of the array; keys, shapes and layouts as torch.nn's."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """OrderedDict name -> copy of the array: parameters and persistent buffers, keys,
+        shapes and layouts as torch.nn's."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._named_state())
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (NumPy, or anything np.asarray accepts, e.g. CPU torch tensors) in place.
+        """Copy arrays (NumPy, or anything np.asarray accepts, e.g. CPU torch tensors) in place
+        into the parameters and buffers.
 
         strict=True: missing or unexpected keys raise ValueError naming them. A shape
         mismatch always raises. Returns (missing_keys, unexpected_keys) like torch.
         """
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
@@ -127,18 +246,50 @@ class Module:
                 parts.append(f"unexpected keys {unexpected}")
             raise ValueError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts))
         values = {}
-        for k, p in own.items():
+        for k, t in own.items():
             if k not in state_dict:
                 continue
             v = state_dict[k]
             v = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)
-            if v.shape != p.data.shape:
+            if v.shape != t.data.shape:
                 raise ValueError(f"load_state_dict: {k!r} has shape {v.shape} in the state dict "
-                                 f"but {p.data.shape} in the model")
+                                 f"but {t.data.shape} in the model")
             values[k] = v
         for k, v in values.items():  # only after every key was checked: all or nothing
             own[k].data[...] = v
         return IncompatibleKeys(missing, unexpected)
+
+    def to(self, *args, dtype=None, device=None):
+        """Convert every floating-point parameter and buffer to `dtype` (torch's
+        module.to(dtype), also a torch dtype or a name); 'cpu' is accepted as the device.
+        Parameters stay in one flat buffer when they were; an optimizer must be created
+        after the conversion (as in torch). Returns self."""
+        dtype = to_arguments(args, dtype, device)
+        if dtype is None:
+            return self
+        dtype = float_dtype(dtype)
+        params = self.parameters()
+        was_flat = bool(params) and flatten_is_shared(params)
+        for p in params:
+            if p.data.dtype != dtype:
+                p._bind(p.data.astype(dtype), p.grad.astype(dtype))
+        for m in self.modules():
+            for name, b in m._buffers.items():
+                if b is not None and b.data.dtype.kind == "f" and b.data.dtype != dtype:
+                    b.data = b.data.astype(dtype)
+            if isinstance(getattr(m, "dtype", None), np.dtype) and m.dtype.kind == "f":
+                object.__setattr__(m, "dtype", dtype)  # built-in layers check their input
+        if was_flat:
+            flatten(params)
+        return self
+
+    def double(self):
+        """to(float64)."""
+        return self.to(np.float64)
+
+    def float(self):
+        """to(float32)."""
+        return self.to(np.float32)
 
     # -- display -------------------------------------------------------------------
     def extra_repr(self):
@@ -154,25 +305,33 @@ class Module:
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + "\n)"
 
-    def summary(self, input_shape, file=None):
-        """Print each layer's output shape and parameter count (like Keras); return the text.
+    def summary(self, input_shape, file=None, dtype=None):
+        """Print each layer call's output shape and parameter count (like Keras), in the
+        order a forward pass of a batch of one runs them; return the text.
 
-        input_shape excludes the batch dimension, e.g. (784,) or (1, 28, 28).
+        input_shape excludes the batch dimension, e.g. (784,) or (1, 28, 28); a list of
+        shapes for a forward with several inputs. dtype: the parameters' by default.
         """
-        layers = self.children() or [self]
-        dtype = next((p.dtype for p in self.parameters()), np.dtype(np.float32))
-        x = np.zeros((1,) + tuple(input_shape), dtype)
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        was_training = self.training
+        global _trace
+        shapes = [input_shape] if not input_shape or not isinstance(input_shape[0], (tuple, list)) \
+            else list(input_shape)
+        dtype = dtype or next((p.dtype for p in self.parameters()), np.dtype(np.float32))
+        inputs = [np.zeros((1,) + tuple(s), dtype) for s in shapes]
+        names = {id(m): name for name, m in self.named_modules()}
+        was_training, calls = self.training, []
         self.eval()
         try:
+            _trace = calls
             with no_grad():
-                for name, layer in zip(self._modules or ["0"], layers):
-                    x = layer(x)
-                    rows.append((f"{name} ({type(layer).__name__})",
-                                 str((None,) + tuple(x.shape[1:])), f"{layer.num_parameters():,}"))
+                self(*inputs)
         finally:
+            _trace = None
             self.train(was_training)
+        leaves = [(m, out) for m, out in calls if not m._modules] or calls[-1:]
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for m, out in leaves:
+            rows.append((f"{names.get(id(m), '?') or type(m).__name__} ({type(m).__name__})",
+                         _shape_text(out), f"{m.num_parameters():,}"))
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
         fmt = lambda r: f"{r[0]:<{widths[0]}}{r[1]:<{widths[1]}}{r[2]:>{widths[2]}}"
         rule = "=" * sum(widths)
@@ -181,6 +340,12 @@ class Module:
         text = "\n".join(lines)
         print(text, file=file)
         return text
+
+
+def _shape_text(out):
+    if isinstance(out, (tuple, list)):
+        return ", ".join(_shape_text(o) for o in out)
+    return str((None,) + tuple(np.shape(out.data if isinstance(out, Tensor) else out))[1:])
 
 
 def _name_module(error, module):

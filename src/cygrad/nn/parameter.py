@@ -127,3 +127,10 @@ def flatten(params):
                 grad[offset:offset + n].reshape(p.data.shape))
         offset += n
     return data, grad
+
+
+def flatten_is_shared(params):
+    """True when params already are adjacent views of one data and one gradient buffer."""
+    params = list(params)
+    return bool(params) and _adjacent_views([p.data for p in params]) is not None and \
+        _adjacent_views([p.grad for p in params]) is not None
