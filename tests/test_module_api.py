@@ -109,3 +109,21 @@ def test_summary_follows_the_forward_of_any_module(capsys):
     lines = [line.split()[0] for line in text.splitlines() if line and line[0] in "abc"]
     assert lines == ["a", "c", "b"]
     assert "(None, 5)" in text and "Total params: 51" in text
+
+
+@pytest.mark.parametrize("make", [nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, lambda: nn.Dropout(0.5)])
+def test_a_0d_input_keeps_its_shape_through_modules(make):
+    x = cg.tensor(np.array(-7.2), requires_grad=True)
+    y = make()(x)
+    assert y.shape == ()
+    y.backward(np.array(1.0))
+    assert x.grad.shape == ()
+
+
+@pytest.mark.parametrize("loss", [nn.MSELoss(), nn.L1Loss(), nn.BCEWithLogitsLoss()])
+def test_a_0d_input_keeps_its_shape_through_losses(loss):
+    x = cg.tensor(np.array(0.3), requires_grad=True)
+    out = loss(x, np.array(1.0))
+    assert out.shape == ()
+    out.backward()
+    assert x.grad.shape == () and x.grad != 0

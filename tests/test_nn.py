@@ -150,7 +150,11 @@ def test_dropout_train_and_eval():
     layer.eval()
     assert np.array_equal(layer(x).data, x.data)
     with pytest.raises(ValueError, match="probability"):
-        nn.Dropout(1.0)
+        nn.Dropout(1.5)
+    z = cg.tensor(np.array([np.nan, 2.0]), requires_grad=True)
+    out = nn.Dropout(1.0)(z)           # p = 1 drops everything, as torch (NaN * 0 stays NaN)
+    out.sum().backward()
+    assert np.isnan(out.data[0]) and out.data[1] == 0 and not z.grad.any()
 
 
 def test_loss_backward_fills_every_gradient_and_input_grad_is_optional():

@@ -101,8 +101,8 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, inplace=False, *, seed=None, rng=None, dtype=None):
         super().__init__(dtype)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout probability must be in [0, 1), got {p}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         self.p = float(p)
         self.inplace = bool(inplace)
         self.seed = int(init.generator(rng).integers(2**62)) if seed is None else int(seed)
@@ -115,6 +115,8 @@ class Dropout(Layer):
         x = self._check_dtype(x)
         if not self.training or self.p == 0.0:
             return F._in(x)
+        if self.p == 1.0:
+            return F.dropout(x, 1.0)
         y = F.dropout_seeded(x, self.p, self.seed + self.calls)
         self.calls += 1
         return y

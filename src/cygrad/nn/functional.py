@@ -30,6 +30,13 @@ def _in(x):
     return wrap(x if type(x) is np.ndarray else np.asarray(x))
 
 
+def _c(a, dtype=None):
+    """a as a C-contiguous array (of dtype), a 0-d array staying 0-d (np.ascontiguousarray
+    would make it 1-d)."""
+    a = np.asarray(a, dtype=dtype)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 def _same_dtype(fn, a, a_name, b, b_name):
     if a.dtype != b.dtype:
         raise TypeError(f"{fn}: {a_name} has dtype {a.dtype}, {b_name} has dtype {b.dtype}")
@@ -303,35 +310,35 @@ def relu(input, inplace=False):
     """max(x, 0); derivative 1 where x > 0 (0 at 0, as torch). `inplace` is accepted and
     ignored: the result is always a new tensor (the input is left unchanged)."""
     x = _in(input)
-    xd = np.ascontiguousarray(x.data)
+    xd = _c(x.data)
     K = backend.current()
     y = K.relu(xd)
     if not needs_grad(x):
         return wrap(y)
-    return record(y, "ReluBackward", lambda g: (K.relu_backward(np.ascontiguousarray(g), xd),), (x,))
+    return record(y, "ReluBackward", lambda g: (K.relu_backward(_c(g), xd),), (x,))
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
     """x if x > 0 else negative_slope * x (`inplace` accepted and ignored, as for relu)."""
     x = _in(input)
-    xd = np.ascontiguousarray(x.data)
+    xd = _c(x.data)
     K = backend.current()
     y = K.leaky_relu(xd, negative_slope)
     if not needs_grad(x):
         return wrap(y)
     return record(y, "LeakyReluBackward", lambda g: (K.leaky_relu_backward(
-        np.ascontiguousarray(g), xd, negative_slope),), (x,))
+        _c(g), xd, negative_slope),), (x,))
 
 
 def _from_output(node, kernel, input):
     """An activation whose derivative the backend computes from its output y."""
     x = _in(input)
     K = backend.current()
-    y = getattr(K, kernel)(np.ascontiguousarray(x.data))
+    y = getattr(K, kernel)(_c(x.data))
     if not needs_grad(x):
         return wrap(y)
     derivative = getattr(K, kernel + "_backward")
-    return record(y, node, lambda g: (derivative(np.ascontiguousarray(g), y),), (x,))
+    return record(y, node, lambda g: (derivative(_c(g), y),), (x,))
 
 
 def sigmoid(input):
@@ -420,13 +427,13 @@ def dropout(input, p=0.5, training=True, inplace=False):
 def dropout_seeded(input, p, seed):
     """Dropout with the mask of `seed` (nn.Dropout advances its seed by one per call)."""
     x = _in(input)
-    xd = np.ascontiguousarray(x.data)
+    xd = _c(x.data)
     K = backend.current()
     y, mask = K.dropout(xd, p, seed)
     if not needs_grad(x):
         return wrap(y)
     return record(y, "DropoutBackward",
-                  lambda g: (K.dropout_backward(np.ascontiguousarray(g), mask, p),), (x,))
+                  lambda g: (K.dropout_backward(_c(g), mask, p),), (x,))
 
 
 # ---- losses ---------------------------------------------------------------------------
@@ -571,8 +578,8 @@ def _mse_like(fn, node, input, target, reduction):
                       "broadcasting. Please ensure they have the same size.", UserWarning,
                       stacklevel=3)
         xs, td = np.broadcast_arrays(xd, td)
-    loss, grad = getattr(backend.current(), fn)(np.ascontiguousarray(xs),
-                                                np.ascontiguousarray(td, dtype=xd.dtype),
+    loss, grad = getattr(backend.current(), fn)(_c(xs),
+                                                _c(td, xd.dtype),
                                                 reduction=reduction)
     out = np.array(loss, xd.dtype)
     need_x = x.requires_grad
@@ -595,12 +602,12 @@ def _binary_loss(fn, kernel, node, input, target, weight, reduction):
         _unsupported(fn, "weight=")
     _no_target_grad(fn, target)
     x = _in(input)
-    xd = np.ascontiguousarray(x.data)
+    xd = _c(x.data)
     td = np.asarray(target.data if isinstance(target, Tensor) else target)
     if td.shape != xd.shape:
         raise ValueError(f"{fn}: target size ({td.shape}) must be the same as input size "
                          f"({xd.shape})")
-    loss, grad = getattr(backend.current(), kernel)(xd, np.ascontiguousarray(td, dtype=xd.dtype),
+    loss, grad = getattr(backend.current(), kernel)(xd, _c(td, xd.dtype),
                                                     reduction=reduction)
     return _loss_output(node, loss, grad, x, xd.dtype)
 
