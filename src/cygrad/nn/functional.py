@@ -148,39 +148,48 @@ def _check_window(fn, shape, span, padding, kind):
 
 
 def _same_padding(kernel, dilation, stride):
-    """padding='same' as symmetric padding; torch pads unevenly when d*(k-1) is odd."""
+    """padding='same' as ((top, left) symmetric padding, (extra bottom, extra right)): torch
+    pads total = d*(k-1) with total // 2 before and the rest after."""
     if tuple(stride) != (1, 1):
         raise ValueError("conv2d: padding='same' needs stride 1 (as in torch)")
     total = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    if any(t % 2 for t in total):
-        _unsupported("conv2d", f"padding='same' with an even (dilated) kernel {tuple(kernel)} "
-                     "(it needs uneven padding)")
-    return total[0] // 2, total[1] // 2
+    return (total[0] // 2, total[1] // 2), (total[0] % 2, total[1] % 2)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution as torch.nn.functional.conv2d: input (N, C_in, H, W) or (C_in, H, W),
-    weight (C_out, C_in, KH, KW), bias (C_out,); padding an int, a pair, 'valid' or 'same'."""
-    if groups != 1:
-        _unsupported("conv2d", f"groups={groups}")
+    weight (C_out, C_in / groups, KH, KW), bias (C_out,); padding an int, a pair, 'valid'
+    or 'same' (an even dilated kernel gets the extra row/column at the bottom/right, as
+    torch)."""
     x, w = _in(input), _in(weight)
     xd, batched = _spatial("conv2d", x.data, "(N, C_in, H, W)")
     wd = np.ascontiguousarray(w.data)
     if wd.ndim != 4:
-        raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in, KH, KW), got shape {wd.shape}")
-    if xd.shape[1] != wd.shape[1]:
-        raise ValueError(f"conv2d: input has shape {x.data.shape}, expected (N, {wd.shape[1]}, H, W) "
-                         f"for a weight of shape {wd.shape}")
+        raise ValueError(f"conv2d: weight must be 4-D (C_out, C_in / groups, KH, KW), got shape "
+                         f"{wd.shape}")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    if xd.shape[1] != wd.shape[1] * groups:
+        raise ValueError(f"conv2d: input has shape {x.data.shape}, expected "
+                         f"(N, {wd.shape[1] * groups}, H, W) for a weight of shape {wd.shape}"
+                         + (f" and groups={groups}" if groups != 1 else ""))
     _same_dtype("conv2d", xd, "input", wd, "weight")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    extra = (0, 0)
     if isinstance(padding, str):
         if padding not in ("valid", "same"):
             raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
-        padding = (0, 0) if padding == "valid" else _same_padding(wd.shape[2:], dilation, stride)
+        padding, extra = ((0, 0), extra) if padding == "valid" else \
+            _same_padding(wd.shape[2:], dilation, stride)
     padding = _pair(padding, "padding")
+    shape = xd.shape
+    if extra != (0, 0):  # the uneven part of 'same' as explicit zeros after the input
+        xd = np.pad(xd, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     span = [d * (k - 1) + 1 if isinstance(d, int) else k for k, d in zip(wd.shape[2:], dilation)]
     _check_window("conv2d", xd.shape, span, padding, "(dilated) kernel")
     geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    if groups != 1:
+        geometry["groups"] = groups
     b = None if bias is None else _in(bias)
     K = backend.current()
     y = K.conv2d_forward(xd, wd, None if b is None else np.ascontiguousarray(b.data), **geometry)
@@ -194,8 +203,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     def backward(g):
         g = np.ascontiguousarray(g[None] if batched else g)
         gx, gw, gb = K.conv2d_backward(g, xd, wd, input_grad=need_x, **geometry)
-        if batched and gx is not None:
-            gx = gx[0]
+        if gx is not None:
+            gx = gx[:, :, :shape[2], :shape[3]] if extra != (0, 0) else gx
+            gx = gx[0] if batched else gx
         return (gx, gw if need_w else None) + ((gb if need_b else None,) if b is not None else ())
 
     return record(y, "ConvolutionBackward", backward, (x, w) if b is None else (x, w, b))
