@@ -217,14 +217,17 @@ class Tensor:
     # -- attributes -----------------------------------------------------------------
     @property
     def shape(self):
+        """The shape of the data (a tuple)."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """The NumPy dtype of the data."""
         return self.data.dtype
 
     @property
     def ndim(self):
+        """The number of dimensions."""
         return self.data.ndim
 
     @property
@@ -242,9 +245,11 @@ class Tensor:
         return self.data.shape if dim is None else self.data.shape[dim]
 
     def dim(self):
+        """The number of dimensions (torch's dim())."""
         return self.data.ndim
 
     def numel(self):
+        """The number of elements."""
         return self.data.size
 
     def __len__(self):
@@ -274,6 +279,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self):
+        """The data as (nested) Python lists of numbers."""
         return self.data.tolist()
 
     def __float__(self):
@@ -351,6 +357,7 @@ class Tensor:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
 
     def cpu(self):
+        """This tensor (cygrad runs on the CPU)."""
         return self
 
     def to(self, *args, dtype=None, device=None):
@@ -362,9 +369,11 @@ class Tensor:
         return _unary("ToCopyBackward", self, self.data.astype(dtype), lambda g: g)
 
     def float(self):
+        """This tensor as float32 (to(np.float32))."""
         return self.to(np.float32)
 
     def double(self):
+        """This tensor as float64 (to(np.float64))."""
         return self.to(np.float64)
 
     # -- arithmetic -------------------------------------------------------------------
@@ -470,18 +479,22 @@ class Tensor:
 
     # -- elementwise functions ----------------------------------------------------------
     def exp(self):
+        """e ** x elementwise; derivative exp(x)."""
         out = np.exp(self.data)
         return _unary("ExpBackward", self, out, lambda g: g * out)
 
     def log(self):
+        """Natural logarithm elementwise; derivative 1 / x."""
         x = self.data
         return _unary("LogBackward", self, np.log(x), lambda g: g / x)
 
     def sqrt(self):
+        """Square root elementwise; derivative 1 / (2 sqrt(x))."""
         out = np.sqrt(self.data)
         return _unary("SqrtBackward", self, out, lambda g: g / (2 * out))
 
     def abs(self):
+        """|x| elementwise; derivative sign(x) (0 at 0, as torch)."""
         x = self.data
         return _unary("AbsBackward", self, np.abs(x), lambda g: g * np.sign(x))
 
@@ -504,18 +517,23 @@ class Tensor:
     clip = clamp
 
     def relu(self):
+        """cygrad.nn.functional.relu(self)."""
         return _functional().relu(self)
 
     def sigmoid(self):
+        """cygrad.nn.functional.sigmoid(self)."""
         return _functional().sigmoid(self)
 
     def tanh(self):
+        """cygrad.nn.functional.tanh(self)."""
         return _functional().tanh(self)
 
     def softmax(self, dim):
+        """cygrad.nn.functional.softmax(self, dim)."""
         return _functional().softmax(self, dim)
 
     def log_softmax(self, dim):
+        """cygrad.nn.functional.log_softmax(self, dim)."""
         return _functional().log_softmax(self, dim)
 
     # -- reductions -----------------------------------------------------------------
@@ -609,6 +627,7 @@ class Tensor:
         return wrap(np.argmax(self.data, axis=dim, keepdims=keepdim).astype(np.int64))
 
     def argmin(self, dim=None, keepdim=False):
+        """Index of the smallest value (flat when dim is None); no gradient."""
         if dim is None:
             return wrap(np.asarray(np.argmin(self.data), np.int64))
         return wrap(np.argmin(self.data, axis=dim, keepdims=keepdim).astype(np.int64))
@@ -636,6 +655,7 @@ class Tensor:
         return self.reshape(shape[:s] + (-1,) + shape[e + 1:])
 
     def squeeze(self, dim=None):
+        """Dimensions of size 1 removed (only `dim`, when given)."""
         shape = self.data.shape
         if dim is None:
             new = tuple(n for n in shape if n != 1)
@@ -645,6 +665,7 @@ class Tensor:
         return self.reshape(new)
 
     def unsqueeze(self, dim):
+        """A dimension of size 1 inserted at `dim`."""
         shape = self.data.shape
         d = int(dim)
         if not -len(shape) - 1 <= d <= len(shape):
@@ -659,6 +680,7 @@ class Tensor:
                       lambda g: np.swapaxes(g, a, b))
 
     def permute(self, *dims):
+        """Dimensions reordered: the i-th of the result is dims[i] of this tensor."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         axes = [_axes(d, self.data.ndim)[0] for d in dims]

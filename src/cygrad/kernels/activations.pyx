@@ -102,6 +102,7 @@ def sigmoid(x, out=None):
 
 
 def tanh(x, out=None):
+    """tanh(x) (torch.tanh); float32 through a vectorised polynomial, float64 through libm."""
     return _apply(CG_TANH, x, None, None, out, 0.0)
 
 

@@ -53,6 +53,7 @@ class Sequential(Module):
         return self._plan_cache
 
     def forward(self, x):
+        """x through every module in order (ReLU then MaxPool2d run as MaxPool2d then ReLU)."""
         for layer in self._plan():
             x = layer(x)
         return x

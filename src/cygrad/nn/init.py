@@ -28,6 +28,7 @@ def generator(rng=None):
 
 
 def float_dtype(dtype):
+    """dtype as a NumPy dtype, which must be float32 or float64 (TypeError otherwise)."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")

@@ -93,6 +93,8 @@ class Module:
 
     # -- computation ----------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        """The computation of this module (subclasses define it); call the module, not
+        forward, so that errors name the module."""
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *args, **kwargs):
@@ -106,6 +108,7 @@ class Module:
         return out
 
     def backward(self, *args, **kwargs):
+        """Gone: backward is loss.backward() (autograd); this raises a TypeError saying so."""
         raise TypeError("Module.backward is gone: cygrad records the forward pass, so compute "
                         "a loss and call loss.backward() (it fills every parameter's .grad)")
 
@@ -127,6 +130,7 @@ class Module:
                 yield from m._named_parameters(prefix + mname + ".")
 
     def parameters(self):
+        """Every Parameter of this module and its descendants, each once (a list)."""
         return [p for _, p in self.named_parameters()]
 
     def named_modules(self, prefix=""):
@@ -153,6 +157,7 @@ class Module:
         return [(n, m) for n, m in self._modules.items() if m is not None]
 
     def children(self):
+        """The direct child modules (a list)."""
         return [m for m in self._modules.values() if m is not None]
 
     def named_buffers(self, prefix=""):
@@ -164,6 +169,7 @@ class Module:
                     yield base + name, b
 
     def buffers(self):
+        """Every registered buffer Tensor (a list)."""
         return [b for _, b in self.named_buffers()]
 
     def apply(self, fn):
@@ -182,6 +188,7 @@ class Module:
         return self
 
     def num_parameters(self):
+        """The number of scalar parameters (shared parameters counted once)."""
         return sum(p.data.size for p in self.parameters())
 
     def flat_buffers(self):
@@ -195,12 +202,15 @@ class Module:
             p.grad.fill(0)
 
     def train(self, mode=True):
+        """Set training mode (dropout active, batch norm on batch statistics) on this
+        module and its descendants; returns self."""
         object.__setattr__(self, "training", bool(mode))
         for m in self.children():
             m.train(mode)
         return self
 
     def eval(self):
+        """train(False): evaluation mode; returns self."""
         return self.train(False)
 
     # -- state ---------------------------------------------------------------------
@@ -293,6 +303,7 @@ class Module:
 
     # -- display -------------------------------------------------------------------
     def extra_repr(self):
+        """The text inside this module's repr parentheses (subclasses override it)."""
         return ""
 
     def __repr__(self):

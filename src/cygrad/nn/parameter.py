@@ -35,6 +35,7 @@ class Parameter(Tensor):
 
     @property
     def data(self):
+        """The values (a view of the flat data buffer); assigning copies into it."""
         return _DATA.__get__(self)
 
     @data.setter
@@ -43,6 +44,8 @@ class Parameter(Tensor):
 
     @property
     def grad(self):
+        """The gradient (a view of the flat gradient buffer); assigning copies into it,
+        None zeroes it."""
         return _GRAD.__get__(self)
 
     @grad.setter

@@ -47,6 +47,7 @@ def sigmoid(x, out=None):
 
 
 def tanh(x, out=None):
+    """tanh(x) (torch.tanh)."""
     y = _unary(x, out)
     np.tanh(x, out=y)
     return y
