@@ -159,7 +159,8 @@ def test_orthogonal_statistics():
     assert_stats(w, 0.0, 3.0 / math.sqrt(N_COLS))
 
 
-@pytest.mark.parametrize("shape", [(5, 5), (3, 8), (8, 3), (16, 3, 3, 3), (4, 2, 3), (1, 6), (6, 1)])
+@pytest.mark.parametrize("shape", [(5, 5), (3, 8), (8, 3), (16, 3, 3, 3), (4, 2, 3), (1, 6),
+                                   (6, 1)])
 @pytest.mark.parametrize("gain", [1, 0.5, math.sqrt(2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_orthogonal_rows_or_columns_orthonormal(shape, gain, dtype):
