@@ -127,3 +127,13 @@ def test_a_0d_input_keeps_its_shape_through_losses(loss):
     assert out.shape == ()
     out.backward()
     assert x.grad.shape == () and x.grad != 0
+
+
+def test_replacing_or_deleting_a_child_keeps_the_order():
+    net = Net()
+    net.body = nn.Sequential(nn.Linear(4, 6))   # replaced: still first, as torch
+    assert [n for n, _ in net.named_children()] == ["body", "head"]
+    assert list(net.state_dict())[1] == "body.0.weight"
+    del net.head
+    assert [n for n, _ in net.named_children()] == ["body"] and not hasattr(net, "head")
+    assert "head.weight" not in net.state_dict()

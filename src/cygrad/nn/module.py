@@ -42,14 +42,26 @@ class Module:
         if name in buffers and not isinstance(value, (Parameter, Module)):
             self.register_buffer(name, value, persistent=name not in self._non_persistent)
             return
-        params.pop(name, None)
-        modules.pop(name, None)
-        buffers.pop(name, None)
+        # a replaced parameter or child keeps its place (torch's state_dict order)
         if isinstance(value, Parameter):
+            modules.pop(name, None)
+            buffers.pop(name, None)
             params[name] = value
         elif isinstance(value, Module):
+            params.pop(name, None)
+            buffers.pop(name, None)
             modules[name] = value
+        else:
+            params.pop(name, None)
+            modules.pop(name, None)
+            buffers.pop(name, None)
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._modules, self._buffers):
+            registry.pop(name, None)
+        self._non_persistent.discard(name)
+        object.__delattr__(self, name)
 
     def register_buffer(self, name, tensor, persistent=True):
         """Register a state array that is not a parameter (e.g. BatchNorm's running_mean):
