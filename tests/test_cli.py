@@ -125,7 +125,8 @@ def test_history_json_beside_the_checkpoint_and_on_resume(fake_mnist, tmp_path, 
 
 
 def test_plot_without_matplotlib_says_so_and_succeeds(fake_mnist, tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.ticker"):
+        monkeypatch.setitem(sys.modules, name, None)  # import -> ImportError, even if cached
     plot = tmp_path / "curves.png"
     assert main(["train", "mlp", "--data", str(fake_mnist), "--epochs", "1", "--no-progress",
                  "--plot", str(plot)]) == 0

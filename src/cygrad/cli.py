@@ -143,15 +143,11 @@ def _save_history(args, history):
     if path is not None:
         _write_json(path, history)
         print(f"cygrad: history written to {path}", file=sys.stderr)
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401  (optional: not a dependency of cygrad)
-        except ImportError:
-            print(f"cygrad: --plot needs matplotlib, which is not installed (pip install "
-                  f"matplotlib): {args.plot} not written", file=sys.stderr)
-            return
-        _plot_history(history, args.plot)
+    if args.plot and _plot_history(history, args.plot):
         print(f"cygrad: loss and accuracy curves written to {args.plot}", file=sys.stderr)
+    elif args.plot:
+        print(f"cygrad: --plot needs matplotlib, which is not installed (pip install "
+              f"matplotlib): {args.plot} not written", file=sys.stderr)
 
 
 def _write_json(path, obj):
@@ -176,10 +172,13 @@ def _write_json(path, obj):
 
 def _plot_history(history, path):
     """Loss and accuracy per epoch, train and test, side by side, saved to `path` with
-    matplotlib (ImportError when it is not installed). Series that are all None are left
-    out."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
-    from matplotlib.ticker import MaxNLocator
+    matplotlib (an optional package: False when it is not installed). Series that are all
+    None are left out."""
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return False
     fig = Figure(figsize=(10, 4), layout="constrained")
     epochs = history["epoch"]
     for ax, (title, keys) in zip(fig.subplots(1, 2), (("loss", ("loss", "val_loss")),
@@ -195,6 +194,7 @@ def _plot_history(history, path):
         if ax.lines:
             ax.legend()
     fig.savefig(path)
+    return True
 
 
 def _eval(args):
