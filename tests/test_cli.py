@@ -98,3 +98,54 @@ def test_bench_subcommand_runs(capsys):
     assert main(["bench", "--model", "mlp", "--batch-size", "8", "--threads", "1", "--steps", "1",
                  "--repeats", "1", "--no-reference", "--no-progress"]) == 0
     assert "| mlp | 8 | 1 |" in capsys.readouterr().out
+
+
+def test_version():
+    proc = subprocess.run([sys.executable, "-m", "cygrad", "--version"], capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=SRC), timeout=120)
+    assert proc.returncode == 0 and proc.stdout == f"cygrad {cg.__version__}\n"
+
+
+def test_history_json_beside_the_checkpoint_and_on_resume(fake_mnist, tmp_path, capsys):
+    import json
+    ck = tmp_path / "run.npz"
+    args = ["train", "mlp", "--data", str(fake_mnist), "--checkpoint", str(ck), "--no-progress",
+            "--threads", "1"]
+    assert main(args + ["--epochs", "1"]) == 0
+    history = json.loads((tmp_path / "run.history.json").read_text())
+    assert history == cg.io.read(ck)[1]["meta"]["history"] and history["epoch"] == [1]
+    assert "run.history.json" in capsys.readouterr().err
+    assert main(args + ["--epochs", "2", "--resume"]) == 0  # the whole history, restored + new
+    history = json.loads((tmp_path / "run.history.json").read_text())
+    assert history == cg.io.read(ck)[1]["meta"]["history"] and history["epoch"] == [1, 2]
+    other = tmp_path / "out" / "h.json"
+    assert main(["train", "mlp", "--data", str(fake_mnist), "--epochs", "1", "--no-progress",
+                 "--history", str(other)]) == 0
+    assert json.loads(other.read_text())["epoch"] == [1] and sorted(os.listdir(other.parent)) == ["h.json"]
+
+
+def test_plot_without_matplotlib_says_so_and_succeeds(fake_mnist, tmp_path, monkeypatch, capsys):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.ticker"):
+        monkeypatch.setitem(sys.modules, name, None)  # import -> ImportError, even if cached
+    plot = tmp_path / "curves.png"
+    assert main(["train", "mlp", "--data", str(fake_mnist), "--epochs", "1", "--no-progress",
+                 "--plot", str(plot)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "--plot" in line]
+    assert len(lines) == 1 and "matplotlib" in lines[0] and "pip install matplotlib" in lines[0]
+    assert not plot.exists()
+
+
+def test_plot_file_name_is_checked_before_training(fake_mnist, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "mlp", "--data", str(fake_mnist), "--plot", str(tmp_path / "curves.txt")])
+    assert e.value.code == 2 and ".png" in capsys.readouterr().err
+
+
+def test_plot_with_matplotlib(fake_mnist, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "curves.png"
+    assert main(["train", "mlp", "--data", str(fake_mnist), "--epochs", "2", "--no-progress",
+                 "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"curves written to {plot}" in capsys.readouterr().err

@@ -209,3 +209,264 @@ def test_fit_accepts_any_iterable_of_batches(capsys):
                            epochs=1)
     assert history["epoch"] == [1] and history["accuracy"] == [None]
     assert "epoch 1/1" in capsys.readouterr().err
+
+
+# -- accuracy for probability targets ------------------------------------------------------
+
+def test_accuracy_for_one_hot_and_probability_targets(fake_mnist):
+    _, test = _fake_loaders(fake_mnist)
+    model = cg.models.mlp(sizes=(784, 32, 10), seed=0)
+    x, y = next(iter(test))
+    one_hot = np.eye(10, dtype=np.float32)[y]
+    smoothed = 0.9 * one_hot + 0.01  # label smoothing 0.1: rows still sum to 1
+    loss_fn = nn.CrossEntropyLoss()
+    want = np.mean(model(x).data.argmax(1) == y)
+    for targets in (y, one_hot, smoothed, cg.tensor(smoothed)):
+        loader = cg.data.DataLoader(x, targets, 16, shuffle=False)
+        assert cg.train.evaluate(model, loader, loss_fn)["accuracy"] == want
+    assert 0 < want < 1
+    history = cg.train.fit(model, loss_fn, optim.Adam(model.parameters(), lr=3e-3),
+                           cg.data.DataLoader(x, one_hot, 16, seed=0), epochs=2, progress=False,
+                           val_loader=cg.data.DataLoader(x, smoothed, 64, shuffle=False))
+    assert history["accuracy"][1] > history["accuracy"][0] and history["val_accuracy"][1] > 0.5
+
+
+def test_no_accuracy_for_regression_targets():
+    model = cg.models.mlp(sizes=(4, 8, 3), dtype=F64, seed=0)
+    x = np.random.default_rng(0).standard_normal((10, 4))
+    for y in (x[:, :3] * 5,                          # real values
+              np.abs(x[:, :3]),                      # non-negative, rows not summing to 1
+              np.full((10, 3), 0.5),                 # rows sum to 1.5
+              np.eye(4)[np.arange(10) % 4]):         # (N, 4): not the logits' shape
+        loader = cg.data.DataLoader(x, y, 5, shuffle=False)
+        assert cg.train.evaluate(model, loader)["accuracy"] is None
+    onehot = np.eye(3)[np.arange(10) % 3]  # MSE on one-hot rows: a classification after all
+    assert cg.train.evaluate(model, cg.data.DataLoader(x, onehot, 5), nn.MSELoss())["accuracy"] \
+        == np.mean(model(x).data.argmax(1) == np.arange(10) % 3)
+
+
+# -- callbacks -------------------------------------------------------------------------------
+
+def _overfitting_run(tmp_path, epochs, callbacks=(), **kwargs):
+    """A noisy 5-class problem on which val_loss bottoms out at epoch 5 (lr 0.01) and
+    then rises: from a torch-form DataLoader over a random_split TensorDataset."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((20, 5))
+    x = rng.standard_normal((300, 20))
+    y = (x @ w + 2.0 * rng.standard_normal((300, 5))).argmax(1)
+    train, val = cg.data.random_split(cg.data.TensorDataset(x, y), [200, 100], generator=0)
+    model = cg.models.mlp(sizes=(20, 64, 5), dtype=F64, seed=0)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    history = cg.train.fit(model, nn.CrossEntropyLoss(), opt,
+                           cg.data.DataLoader(train, 20, shuffle=True, seed=1), epochs=epochs,
+                           val_loader=cg.data.DataLoader(val, 100),
+                           callbacks=list(callbacks), **{"progress": False, **kwargs})
+    return model, history
+
+
+def _early(**kwargs):
+    return cg.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True,
+                                      **kwargs)
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
+    at_best, best_hist = _overfitting_run(tmp_path, 5)
+    es = _early()
+    model, history = _overfitting_run(tmp_path, 30, [es])
+    assert es.best_epoch == 5 and es.stopped_epoch == 7 and history["epoch"] == list(range(1, 8))
+    assert es.best == min(history["val_loss"]) == history["val_loss"][4] == best_hist["val_loss"][4]
+    assert np.array_equal(model.flat_buffers()[0], at_best.flat_buffers()[0])
+    keep = cg.callbacks.EarlyStopping(patience=2)  # without restore_best_weights: the last ones
+    last, _ = _overfitting_run(tmp_path, 30, [keep])
+    assert keep.stopped_epoch == 7 and not np.array_equal(last.flat_buffers()[0],
+                                                          at_best.flat_buffers()[0])
+
+
+def test_early_stopping_state_survives_resume(tmp_path, capsys):
+    full, full_hist = _overfitting_run(tmp_path, 30, [_early()])
+    ck = tmp_path / "ck.npz"
+    _overfitting_run(tmp_path, 6, [_early()], checkpoint=ck)  # best epoch 5, one epoch of patience
+    state = cg.io.read(ck)[1]["meta"]["callbacks"]["EarlyStopping"]
+    assert (state["best_epoch"], state["wait"], state["stopped_epoch"]) == (5, 1, 0)
+    es = _early()
+    resumed, hist = _overfitting_run(tmp_path, 30, [es], checkpoint=ck, resume=True)
+    assert _same_run(full_hist, hist) and es.stopped_epoch == 7 and es.best_epoch == 5
+    assert np.array_equal(full.flat_buffers()[0], resumed.flat_buffers()[0])  # epoch 5's, saved
+    assert cg.io.read(ck)[1]["meta"]["stopped_by"] == "EarlyStopping"
+    # a stopped run is finished: resuming it trains nothing, and restores the best weights again
+    again, hist = _overfitting_run(tmp_path, 30, [_early()], checkpoint=ck, resume=True,
+                                   progress="epoch")
+    assert hist["epoch"] == list(range(1, 8))
+    assert np.array_equal(full.flat_buffers()[0], again.flat_buffers()[0])
+    assert "stopped by EarlyStopping after epoch 7" in capsys.readouterr().err
+
+
+def _records(values, key="val_loss"):
+    return [{"epoch": i + 1, key: v} for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("kwargs,values,best_epoch,stopped_epoch", [
+    (dict(patience=0), [1.0, 0.9, 0.95, 0.5], 2, 3),
+    (dict(patience=1), [1.0, 0.9, 0.95, 0.5], 2, 3),  # as Keras: 1 stops like 0
+    (dict(patience=2), [1.0, 0.9, 0.95, 0.5, 0.6, 0.7], 4, 6),
+    (dict(patience=2, min_delta=0.1), [1.0, 0.95, 0.8, 0.75, 0.72], 3, 5),
+    (dict(patience=0, min_delta=-0.1), [1.0, 0.95], 1, 2),  # |min_delta|, as Keras
+    (dict(patience=2, monitor="val_accuracy"), [0.5, 0.6, 0.6, 0.59, 0.7], 2, 4),
+    (dict(patience=0, monitor="seconds", mode="max"), [3.0, 4.0, 2.0], 2, 3),
+    (dict(patience=0), [float("nan"), 1.0, 2.0], 2, 3),  # NaN never improves
+    (dict(patience=3), [1.0, 0.9, 0.8], 3, 0),
+])
+def test_early_stopping_rule(kwargs, values, best_epoch, stopped_epoch):
+    es = cg.callbacks.EarlyStopping(**kwargs)
+    es.on_train_begin(None, {})
+    monitor = kwargs.get("monitor", "val_loss")
+    for i, record in enumerate(_records(values, monitor)):  # as fit: until the first stop
+        stop = es.on_epoch_end(i, record)
+        assert stop == (i + 1 == stopped_epoch)
+        if stop:
+            break
+    assert es.best_epoch == best_epoch and es.stopped_epoch == stopped_epoch
+    assert es.best == values[best_epoch - 1]
+
+
+def test_early_stopping_argument_errors():
+    with pytest.raises(ValueError, match="mode='min'"):
+        cg.callbacks.EarlyStopping(monitor="seconds")
+    with pytest.raises(ValueError, match="mode must be"):
+        cg.callbacks.EarlyStopping(mode="up")
+    with pytest.raises(ValueError, match="patience"):
+        cg.callbacks.EarlyStopping(patience=-1)
+    model = cg.models.linear_regression(dtype=F64, seed=0)
+    x = np.linspace(-1, 1, 8).reshape(-1, 1)
+    with pytest.raises(ValueError, match="monitors 'val_loss'.*needs a val_loader"):
+        cg.train.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1),
+                     cg.data.DataLoader(x, 2 * x, 4), epochs=2, progress=False,
+                     callbacks=[cg.train.EarlyStopping()])
+
+
+def _csv_rows(path, sep=","):
+    import csv
+    with open(path, newline="") as f:
+        return list(csv.reader(f, delimiter=sep))
+
+
+def test_csv_logger_rows_equal_the_history(tmp_path):
+    log = tmp_path / "logs" / "run.csv"
+    _, history = _overfitting_run(tmp_path, 3, [cg.callbacks.CSVLogger(log, separator=";")])
+    rows = _csv_rows(log, ";")
+    assert rows[0] == list(cg.train.HISTORY_KEYS) and len(rows) == 4
+    for i, row in enumerate(rows[1:]):
+        assert int(row[0]) == history["epoch"][i]
+        assert [float(v) for v in row[1:]] == [history[k][i] for k in cg.train.HISTORY_KEYS[1:]]
+    model = cg.models.linear_regression(dtype=F64, seed=0)  # regression: no accuracy
+    x = np.linspace(-1, 1, 8).reshape(-1, 1)
+    cg.train.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1),
+                 cg.data.DataLoader(x, 2 * x, 4), epochs=1, progress=False,
+                 callbacks=[cg.callbacks.CSVLogger(log)])
+    rows = _csv_rows(log)
+    assert len(rows) == 2 and rows[1][2] == rows[1][3] == rows[1][4] == ""  # None -> empty
+
+
+def test_csv_logger_on_resume_and_append(tmp_path):
+    full_log, log, ck = tmp_path / "full.csv", tmp_path / "log.csv", tmp_path / "ck.npz"
+    _overfitting_run(tmp_path, 4, [cg.callbacks.CSVLogger(full_log)])
+    _overfitting_run(tmp_path, 2, [cg.callbacks.CSVLogger(log)], checkpoint=ck)
+    _overfitting_run(tmp_path, 4, [cg.callbacks.CSVLogger(log)], checkpoint=ck, resume=True)
+    untimed = lambda rows: [r[:5] for r in rows]  # noqa: E731 (seconds, images/s differ)
+    assert untimed(_csv_rows(log)) == untimed(_csv_rows(full_log)) and len(_csv_rows(log)) == 5
+    appended = tmp_path / "appended.csv"
+    _overfitting_run(tmp_path, 2, [cg.callbacks.CSVLogger(appended, append=True)], checkpoint=ck.with_name("a.npz"))
+    _overfitting_run(tmp_path, 4, [cg.callbacks.CSVLogger(appended, append=True)],
+                     checkpoint=ck.with_name("a.npz"), resume=True)
+    assert untimed(_csv_rows(appended)) == untimed(_csv_rows(full_log))  # one header
+
+
+class Recorder(cg.callbacks.Callback):
+    """Records the calls; stops after epoch `stop_at` (0-based); its state is a counter."""
+
+    def __init__(self, stop_at=None):
+        self.calls, self.stop_at, self.counter, self.loaded = [], stop_at, 0, None
+
+    def on_train_begin(self, model, history):
+        self.calls.append(("begin", len(history["epoch"])))
+
+    def on_epoch_end(self, epoch, record):
+        self.calls.append(("epoch", epoch, record["epoch"]))
+        record["loss"] = -1.0  # a callback gets a copy: the history is not changed
+        self.counter += 1
+        return epoch == self.stop_at
+
+    def on_train_end(self, model, history):
+        self.calls.append(("end", len(history["epoch"])))
+
+    def state_dict(self):
+        return {"counter": self.counter}
+
+    def load_state_dict(self, state):
+        self.loaded = state
+        self.counter = state["counter"]
+
+
+def test_callback_protocol_order_state_and_stop(tmp_path):
+    ck = tmp_path / "ck.npz"
+    first, second, bare = Recorder(), Recorder(), object()  # no methods at all: nothing called
+    _, history = _overfitting_run(tmp_path, 2, [first, bare, second], checkpoint=ck)
+    assert first.calls == [("begin", 0), ("epoch", 0, 1), ("epoch", 1, 2), ("end", 2)]
+    assert -1.0 not in history["loss"]
+    assert cg.io.read(ck)[1]["meta"]["callbacks"] == {"Recorder": {"counter": 2},
+                                                      "Recorder#2": {"counter": 2}}
+    resumed = Recorder(stop_at=3)
+    _, history = _overfitting_run(tmp_path, 10, [resumed], checkpoint=ck, resume=True)
+    assert resumed.loaded == {"counter": 2} and resumed.counter == 4
+    assert resumed.calls == [("begin", 2), ("epoch", 2, 3), ("epoch", 3, 4), ("end", 4)]
+    assert history["epoch"] == [1, 2, 3, 4]
+    assert cg.io.read(ck)[1]["meta"]["stopped_by"] == "Recorder"
+    assert cg.callbacks.EarlyStopping is cg.train.EarlyStopping
+
+
+MPI_SCRIPT = '''
+import sys
+import numpy as np
+import cygrad as cg
+from cygrad import distributed
+
+class StopOnRankZero(cg.callbacks.Callback):
+    rank_zero_only = True
+    def on_epoch_end(self, epoch, record):
+        return epoch == 1
+
+out = sys.argv[1]
+rank = distributed.init().rank
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((64, 6)), rng.integers(0, 3, 64)
+model = cg.models.mlp((6, 8, 3), dtype=np.float64, seed=0)
+opt = cg.optim.Adam(model.parameters(), lr=1e-2)
+loader = cg.data.DataLoader(cg.data.TensorDataset(x, y), 8, shuffle=True)
+history = cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt, loader, epochs=5, progress=False,
+                       distributed=True, callbacks=[StopOnRankZero(),
+                                                    cg.callbacks.CSVLogger(f"{out}/log{rank}.csv")])
+with open(f"{out}/epochs{rank}.txt", "w") as f:
+    f.write(str(history["epoch"]))
+'''
+
+
+def test_distributed_callbacks_stop_every_rank_and_log_on_rank_zero(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from cygrad import distributed
+    mpiexec = Path(sys.executable).with_name("mpiexec")
+    if not distributed.available() or not mpiexec.exists():
+        pytest.skip("needs mpi4py and mpiexec")
+    script = tmp_path / "worker.py"
+    script.write_text(MPI_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               PYTHONPATH=str(Path(cg.__file__).resolve().parents[1]))
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, str(script), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rank in (0, 1):
+        assert (tmp_path / f"epochs{rank}.txt").read_text() == "[1, 2]"  # rank 0 decided
+    assert len(_csv_rows(tmp_path / "log0.csv")) == 3 and not (tmp_path / "log1.csv").exists()

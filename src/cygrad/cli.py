@@ -1,7 +1,10 @@
 """Command line (`python -m cygrad` and the `cygrad` console script).
 
+  cygrad --version                   cygrad <version>
   cygrad info                        version, OpenMP, instruction set, threads
-  cygrad train mlp|cnn [options]     train on MNIST, evaluate on the test set each epoch
+  cygrad train mlp|cnn [options]     train on MNIST, evaluate on the test set each epoch;
+                                     the history as JSON (--history, or beside --checkpoint),
+                                     loss/accuracy curves with --plot FILE (matplotlib)
                                      (data-parallel: mpiexec -n K cygrad train cnn --distributed)
   cygrad eval CHECKPOINT             test accuracy of a checkpoint written by train
   cygrad bench [options]             training-step throughput vs reference and PyTorch
@@ -112,6 +115,7 @@ def _train(args):
     wall = time.perf_counter() - t0
     if rank != 0:
         return 0
+    _save_history(args, history)
     print("epoch  train_loss  train_acc  test_loss  test_acc  seconds  images/s")
     for i in range(len(history["epoch"])):
         print(f"{history['epoch'][i]:5d}  {history['loss'][i]:10.4f}  {history['accuracy'][i]:9.4f}"
@@ -121,6 +125,76 @@ def _train(args):
         print(f"test accuracy {history['val_accuracy'][-1]:.4f} after epoch {history['epoch'][-1]}"
               f" ({wall:.1f} s this run)")
     return 0
+
+
+def _history_path(args):
+    """--history FILE, else the checkpoint's name with .history.json (run.npz ->
+    run.history.json), else None."""
+    if args.history:
+        return Path(args.history)
+    if args.checkpoint:
+        return Path(args.checkpoint).with_suffix(".history.json")
+    return None
+
+
+def _save_history(args, history):
+    """Write the history as JSON (and with --plot, its curves) after training."""
+    path = _history_path(args)
+    if path is not None:
+        _write_json(path, history)
+        print(f"cygrad: history written to {path}", file=sys.stderr)
+    if args.plot and _plot_history(history, args.plot):
+        print(f"cygrad: loss and accuracy curves written to {args.plot}", file=sys.stderr)
+    elif args.plot:
+        print(f"cygrad: --plot needs matplotlib, which is not installed (pip install "
+              f"matplotlib): {args.plot} not written", file=sys.stderr)
+
+
+def _write_json(path, obj):
+    """JSON to `path` atomically (a temporary file in the same folder, then a rename)."""
+    import json
+    import os
+    import tempfile
+    from cygrad.io import file_mode
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _plot_history(history, path):
+    """Loss and accuracy per epoch, train and test, side by side, saved to `path` with
+    matplotlib (an optional package: False when it is not installed). Series that are all
+    None are left out."""
+    try:
+        from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        return False
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    epochs = history["epoch"]
+    for ax, (title, keys) in zip(fig.subplots(1, 2), (("loss", ("loss", "val_loss")),
+                                                     ("accuracy", ("accuracy", "val_accuracy")))):
+        for key, label in zip(keys, ("train", "test")):
+            points = [(e, v) for e, v in zip(epochs, history[key]) if v is not None]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.savefig(path)
+    return True
 
 
 def _eval(args):
@@ -156,7 +230,9 @@ def _data_options(p):
 
 
 def build_parser():
+    from cygrad import __version__
     parser = argparse.ArgumentParser(prog="cygrad", description="cygrad command line")
+    parser.add_argument("--version", action="version", version=f"cygrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print version, OpenMP, instruction set and threads")
     p.set_defaults(func=_info)
@@ -172,6 +248,10 @@ def build_parser():
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--checkpoint", metavar="PATH", help="save model + optimizer after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--history", metavar="FILE", help="write the per-epoch history as JSON "
+                   "(default with --checkpoint run.npz: run.history.json)")
+    p.add_argument("--plot", metavar="FILE", help="draw loss and accuracy curves (train and "
+                   "test) into FILE (.png, .pdf, .svg; needs matplotlib)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and data order")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (a line per epoch only)")
@@ -204,10 +284,16 @@ def _run(args):
         return args.func(args)
 
 
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if getattr(args, "resume", False) and not args.checkpoint:
         build_parser().error("--resume needs --checkpoint PATH")
+    if getattr(args, "plot", None) and Path(args.plot).suffix.lower()[1:] not in PLOT_FORMATS:
+        build_parser().error(f"--plot {args.plot}: the file name must end in one of "
+                             + ", ".join("." + f for f in PLOT_FORMATS))
     from cygrad.io import CheckpointError
     try:
         return _run(args)

@@ -176,7 +176,7 @@ class ShardedLoader(DataLoader):
         self.rank, self.size, self.pad = int(rank), int(size), bool(pad)
 
     def num_samples(self):
-        n = self.x.shape[0]
+        n = len(self.dataset)
         return -(-n // self.size) if self.pad else len(range(self.rank, n, self.size))
 
     def __len__(self):

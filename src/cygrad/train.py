@@ -1,5 +1,6 @@
-"""The training loop: fit (progress bar, validation, per-epoch checkpoints, resume, L1)
-and evaluate."""
+"""The training loop: fit (progress bar, validation, per-epoch checkpoints, resume, L1,
+callbacks) and evaluate. The callbacks (EarlyStopping, CSVLogger) live in cygrad.callbacks
+and are exported here too."""
 import contextlib
 import sys
 import time
@@ -9,18 +10,35 @@ import numpy as np
 
 from cygrad import backend, io
 from cygrad.autograd import no_grad
+from cygrad.callbacks import Callback, CSVLogger, EarlyStopping
 from cygrad.tensor import Tensor
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
 
 
 def _correct(logits, y):
-    """Number of rows whose argmax is the integer label (None for non-classification)."""
+    """Number of rows whose argmax is the target class, for class-index targets (N,) and
+    for probability / one-hot targets (N, C) (the class is the row's argmax; ties: the
+    first), as CrossEntropyLoss accepts both; None for anything else (regression)."""
     logits = logits.data if isinstance(logits, Tensor) else logits
     y = y.data if isinstance(y, Tensor) else np.asarray(y)
-    if logits.ndim != 2 or logits.shape[1] < 2 or y.dtype.kind not in "iu" or y.ndim != 1:
+    if logits.ndim != 2 or logits.shape[1] < 2:
         return None
-    return int(np.count_nonzero(logits.argmax(axis=1) == y))
+    if y.ndim == 1 and y.dtype.kind in "iu":
+        target = y
+    elif _probability_rows(y, logits.shape):
+        target = y.argmax(axis=1)
+    else:
+        return None
+    return int(np.count_nonzero(logits.argmax(axis=1) == target))
+
+
+def _probability_rows(y, shape):
+    """True for float targets shaped like the logits whose rows are distributions:
+    entries in [0, 1], each row summing to 1 within 1e-3 (one-hot, smoothed, mixed)."""
+    if y.shape != shape or y.dtype.kind != "f":
+        return False
+    return bool(np.all((y >= 0) & (y <= 1)) and np.all(np.abs(y.sum(axis=1) - 1) <= 1e-3))
 
 
 def evaluate(model, loader, loss_fn=None, _dist=None):
@@ -75,16 +93,21 @@ def _progress_bar(total, desc, enabled):
 
 
 def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, progress=True,
-        checkpoint=None, resume=False, l1=0.0, meta=None, distributed=False):
+        checkpoint=None, resume=False, l1=0.0, meta=None, distributed=False, callbacks=None):
     """Train for `epochs` epochs; return the history (a dict of per-epoch lists).
 
     Each step: forward, loss, zero_grad, backward, optional L1 (loss += l1 * sum|w|,
     grad += l1 * sign(w) over every parameter), optimizer step. After each epoch the
-    validation loader is evaluated and, with `checkpoint`, model + optimizer + history
-    are saved atomically (so Ctrl-C never loses the last checkpoint). resume=True with
-    an existing checkpoint continues after its last epoch: the data order depends only
-    on (seed, epoch) and all state is restored, so the result is bitwise identical to an
-    uninterrupted run. `meta` (JSON-serialisable) is stored in every checkpoint.
+    validation loader is evaluated, the callbacks are called and, with `checkpoint`,
+    model + optimizer + history + callback states are saved atomically (so Ctrl-C never
+    loses the last checkpoint). resume=True with an existing checkpoint continues after
+    its last epoch: the data order depends only on (seed, epoch) and all state is
+    restored, so the result is bitwise identical to an uninterrupted run. `meta`
+    (JSON-serialisable) is stored in every checkpoint. Accuracy is reported for
+    class-index targets and for probability / one-hot targets (N, C), else None.
+    callbacks: a list of callback objects (cygrad.callbacks: EarlyStopping, CSVLogger, or
+    your own; the protocol, and what resume does with their state, is described there);
+    one whose on_epoch_end returns True stops training after that epoch.
     progress: True (a tqdm bar with loss, accuracy and images/s, and a line per epoch on
     stderr), 'epoch' (the lines only) or False (silent).
     distributed=True (under `mpiexec -n K`, needs mpi4py): data-parallel over the MPI
@@ -99,8 +122,9 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
         dist = dist_module.init(model, optimizer)
         train_loader, val_loader = dist.shard(train_loader), dist.shard(val_loader, pad=False)
         progress = progress if dist.rank == 0 else False
+    callbacks = _active(callbacks, dist)
     history = {k: [] for k in HISTORY_KEYS}
-    start = 0
+    start, saved = 0, None
     if resume and checkpoint is not None:
         with _reported(dist):
             saved = _resume(checkpoint, model, optimizer, dist)
@@ -108,16 +132,24 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
             start = int(saved.get("epoch", 0))
             history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
             _restore_dropout(model, saved.get("dropout", {}))
-    for epoch in range(start, epochs):
+    stopped_by = (saved or {}).get("stopped_by")
+    with _reported(dist):
+        _begin(callbacks, model, history, (saved or {}).get("callbacks", {}))
+    if stopped_by and progress:
+        print(f"the run in {checkpoint} was stopped by {stopped_by} after epoch {start}: "
+              "no further epochs", file=sys.stderr)
+    for epoch in range(start, start if stopped_by else epochs):
         try:
             with _reported(dist):
                 record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
                                 epoch, epochs, dist)
                 for k in HISTORY_KEYS:
                     history[k].append(record[k])
+                stopped_by = _epoch_end(callbacks, epoch, record, dist)
                 if checkpoint is not None and (dist is None or dist.rank == 0):
                     io.save(checkpoint, model, optimizer, epoch=epoch + 1, history=history,
-                            dropout=_dropout_state(model), **(meta or {}))
+                            dropout=_dropout_state(model), callbacks=_states(callbacks),
+                            stopped_by=stopped_by, **(meta or {}))
                 if dist is not None:
                     dist.check()  # rank 0's save succeeded (or every rank raises)
         except KeyboardInterrupt:
@@ -127,7 +159,55 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
             print(f"\ninterrupted during epoch {epoch + 1} (completed: {done}){where}", file=sys.stderr)
             raise
         start = epoch + 1
+        if stopped_by:
+            if progress:
+                print(f"stopped by {stopped_by} after epoch {start}", file=sys.stderr)
+            break
+    for _, cb in callbacks:  # after the last collective: an error here is an uncaught one
+        _call(cb, "on_train_end", model, history)
     return history
+
+
+# -- callbacks (protocol: cygrad/callbacks.py) ----------------------------------------------
+
+def _active(callbacks, dist):
+    """[(checkpoint key, callback)] of the callbacks that run on this rank; the key is the
+    class name, with #2, #3, ... for repeats (so a resumed run finds each one's state)."""
+    keyed, seen = [], {}
+    for cb in callbacks or ():
+        name = type(cb).__name__
+        seen[name] = seen.get(name, 0) + 1
+        key = name if seen[name] == 1 else f"{name}#{seen[name]}"
+        if dist is None or dist.rank == 0 or not getattr(cb, "rank_zero_only", False):
+            keyed.append((key, cb))
+    return keyed
+
+
+def _call(cb, method, *args):
+    fn = getattr(cb, method, None)
+    return None if fn is None else fn(*args)
+
+
+def _begin(callbacks, model, history, states):
+    """on_train_begin, then (resumed run) each callback's saved state back."""
+    for key, cb in callbacks:
+        _call(cb, "on_train_begin", model, history)
+        if key in states and hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(states[key])
+
+
+def _epoch_end(callbacks, epoch, record, dist):
+    """on_epoch_end of every callback; the key of the first that asks to stop, or None
+    (distributed: rank 0's decision)."""
+    stop = None
+    for key, cb in callbacks:
+        if _call(cb, "on_epoch_end", epoch, dict(record)) and stop is None:
+            stop = key
+    return stop if dist is None else dist.bcast(stop)
+
+
+def _states(callbacks):
+    return {key: cb.state_dict() for key, cb in callbacks if hasattr(cb, "state_dict")}
 
 
 def _reported(dist):
@@ -221,4 +301,4 @@ def _epoch_line(r):
     return "  ".join(parts)
 
 
-__all__ = ["fit", "evaluate"]
+__all__ = ["fit", "evaluate", "Callback", "EarlyStopping", "CSVLogger", "HISTORY_KEYS"]
