@@ -35,14 +35,14 @@ class SGD(Optimizer):
         super()._layout()
         self._started += [False] * (len(self._params) - len(self._started))
 
-    def _step_of(self, group, i):
+    def _next_steps(self, group, first, last):
         # the kernel sets the buffer to the gradient on step 1 and only then: make that
         # a parameter's first update with momentum, whenever it comes (torch creates the
         # buffer then), and never a started buffer's (torch's state has no step count)
-        step = super()._step_of(group, i)
+        steps = super()._next_steps(group, first, last)
         if group["momentum"] == 0:
-            return step
-        return max(step, 2) if self._started[i] else 1
+            return steps
+        return [max(s, 2) if on else 1 for s, on in zip(steps, self._started[first:last])]
 
     def _advance(self, group, first, last):
         super()._advance(group, first, last)

@@ -64,8 +64,9 @@ class Optimizer:
     def _slices(self, sl, *names):
         """(data, grad, *state buffers) restricted to slice sl (the buffers themselves
         for None; None for a state buffer the algorithm does not keep)."""
-        bufs = (self._data, self._grad) + tuple(self.state.get(n) for n in names)
-        return bufs if sl is None else tuple(None if b is None else b[sl] for b in bufs)
+        state = self.state
+        bufs = [self._data, self._grad] + [state.get(n) for n in names]
+        return bufs if sl is None else [None if b is None else b[sl] for b in bufs]
 
     def _check_group(self, group):
         """Raise ValueError for a hyperparameter the algorithm cannot use."""
@@ -209,8 +210,9 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._check_fresh()
-        for group in self.param_groups:
-            self._check_group(group)
+        if len(self.param_groups) > 1:  # all valid before any group moves (the kernel
+            for group in self.param_groups:  # checks its arguments before it writes)
+                self._check_group(group)
         self._ensure_state()
         F = backend.current()
         moved = []
@@ -224,32 +226,32 @@ class Optimizer:
         return loss
 
     # -- runs of trainable parameters -----------------------------------------------------
-    def _step_of(self, group, i):
-        """The 1-based count of parameter i's next update (the kernel's `step`)."""
-        return self._steps[i] + 1
+    def _next_steps(self, group, first, last):
+        """The 1-based count of the next update of parameters first..last-1 (the kernel's
+        `step`)."""
+        return [s + 1 for s in self._steps[first:last]]
 
     def _advance(self, group, first, last):
-        for i in range(first, last):
-            self._steps[i] += 1
+        self._steps[first:last] = [s + 1 for s in self._steps[first:last]]
 
     def _runs(self, group, span):
         """(first, last, slice, step) for each run of adjacent trainable parameters of
         the group with the same step count: the whole group unless some are frozen."""
         first, last, whole_slice, whole = span
-        runs, params, offsets = [], self._params, self._offsets
-        for i in range(first, last):
-            if not params[i].requires_grad:
+        steps = self._next_steps(group, first, last)
+        trainable = [p.requires_grad for p in self._params[first:last]]
+        if all(trainable) and steps.count(steps[0]) == len(steps):  # the usual case
+            return [(first, last, None if whole else whole_slice, steps[0])]
+        runs, offsets = [], self._offsets
+        for i, (step, on) in enumerate(zip(steps, trainable), start=first):
+            if not on:
                 continue
-            step = self._step_of(group, i)
             if runs and runs[-1][1] == i and runs[-1][3] == step:
                 runs[-1][1] = i + 1
             else:
                 runs.append([i, i + 1, None, step])
         for run in runs:
-            if (run[0], run[1]) == (first, last):
-                run[2] = None if whole else whole_slice
-            else:
-                run[2] = slice(offsets[run[0]], offsets[run[1]])
+            run[2] = slice(offsets[run[0]], offsets[run[1]])
         return runs
 
     def _check_fresh(self):
