@@ -31,7 +31,8 @@ def worker(case, threads, steps, repeats):
     if case == "one group":
         params = model.parameters()
     elif case == "three groups":
-        params = [{"params": m.parameters(), "lr": 1e-3 * (k + 1)} for k, m in enumerate(layers[::-1])]
+        params = [{"params": m.parameters(), "lr": 1e-3 * (k + 1)}
+                  for k, m in enumerate(layers[::-1])]
     else:
         for p in layers[1].parameters():
             p.requires_grad = False

@@ -111,7 +111,8 @@ def test_mismatched_model_or_optimizer_names_the_key(tmp_path):
         cg.load(path, cg.models.mlp(sizes=(6, 5, 3)))
     with pytest.raises(cg.CheckpointError, match="holds a Adam optimizer, not a SGD"):
         cg.load(path, model, cg.optim.SGD(model.parameters()))
-    grouped = cg.optim.Adam([{"params": model.parameters()[:2]}, {"params": model.parameters()[2:]}])
+    p = model.parameters()
+    grouped = cg.optim.Adam([{"params": p[:2]}, {"params": p[2:]}])
     with pytest.raises(cg.CheckpointError, match="ck.npz.*1 parameter groups, this Adam has 2"):
         cg.load(path, model, grouped)
     plain = cg.save(tmp_path / "plain.npz", model)

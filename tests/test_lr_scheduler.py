@@ -21,11 +21,10 @@ STEPS = 50
 
 def optimizers(kind="SGD", **kw):
     """(ours, torch's): two groups of one parameter each, base lr 0.1 and 0.02."""
-    ours = getattr(optim, kind)([{"params": [cg.nn.Parameter(np.zeros(3))], "lr": BASE_LRS[0]},
-                                 {"params": [cg.nn.Parameter(np.zeros(2))], "lr": BASE_LRS[1]}], **kw)
-    theirs = getattr(torch.optim, kind)([{"params": [torch.zeros(3, requires_grad=True)], "lr": BASE_LRS[0]},
-                                         {"params": [torch.zeros(2, requires_grad=True)], "lr": BASE_LRS[1]}],
-                                        **kw)
+    ours = [cg.nn.Parameter(np.zeros(3)), cg.nn.Parameter(np.zeros(2))]
+    theirs = [torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)]
+    return tuple(getattr(lib, kind)([{"params": [p], "lr": lr} for p, lr in zip(ps, BASE_LRS)],
+                                    **kw) for lib, ps in ((optim, ours), (torch.optim, theirs)))
     return ours, theirs
 
 
@@ -47,7 +46,8 @@ SCHEDULERS = {
     "ExponentialLR": lambda lib, opt: lib.ExponentialLR(opt, gamma=0.93),
     "CosineAnnealingLR": lambda lib, opt: lib.CosineAnnealingLR(opt, T_max=13, eta_min=1e-4),
     "CosineAnnealingLR-default": lambda lib, opt: lib.CosineAnnealingLR(opt, T_max=50),
-    "LinearLR": lambda lib, opt: lib.LinearLR(opt, start_factor=0.2, end_factor=0.9, total_iters=20),
+    "LinearLR": lambda lib, opt: lib.LinearLR(opt, start_factor=0.2, end_factor=0.9,
+                                              total_iters=20),
     "LinearLR-default": lambda lib, opt: lib.LinearLR(opt),
     "LambdaLR": lambda lib, opt: lib.LambdaLR(opt, [lambda e: 0.97 ** e, lambda e: 1 / (1 + e)]),
     "LambdaLR-one": lambda lib, opt: lib.LambdaLR(opt, lambda e: math.cos(e / 10) ** 2),
@@ -104,12 +104,13 @@ def _plain(state_dict):
 def test_sequential_milestones_switch_schedulers_as_torch():
     def make(lib, opt):
         return lib.SequentialLR(opt, [lib.ExponentialLR(opt, gamma=0.5), lib.StepLR(opt, 2, 0.1),
-                                      lib.MultiStepLR(opt, [1, 2], 0.5), lib.LambdaLR(opt, lambda e: e + 1)],
-                                milestones=[3, 6, 6])
+                                      lib.MultiStepLR(opt, [1, 2], 0.5),
+                                      lib.LambdaLR(opt, lambda e: e + 1)], milestones=[3, 6, 6])
     opt, topt = optimizers()
     sched, tsched = make(lr_scheduler, opt), make(TL, topt)
     close(run(sched, opt, 12), run(tsched, topt, 12))
-    assert sched.state_dict()["_milestones"] == [3, 6, 6] and len(sched.state_dict()["_schedulers"]) == 4
+    state = sched.state_dict()
+    assert state["_milestones"] == [3, 6, 6] and len(state["_schedulers"]) == 4
 
 
 PLATEAU_METRICS = [1.0, 0.9, 0.95, 0.96, 0.97, 0.89, 0.9, 0.9, 0.9, 0.9, 0.88, 0.9, 0.9, 0.9, 0.9,
@@ -298,7 +299,8 @@ def test_bad_arguments_as_torch():
     with pytest.raises(TypeError, match="not an Optimizer"):
         lr_scheduler.StepLR(object(), 2)
     with pytest.raises(ValueError, match="unknown keys"):
-        lr_scheduler.StepLR(opt, 2).load_state_dict(lr_scheduler.CosineAnnealingLR(opt, 5).state_dict())
+        other = lr_scheduler.CosineAnnealingLR(opt, 5).state_dict()
+        lr_scheduler.StepLR(opt, 2).load_state_dict(other)
 
 
 def test_a_group_added_after_the_scheduler_is_an_error_not_a_silent_skip():

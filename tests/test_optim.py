@@ -151,7 +151,8 @@ def test_state_dict_matches_torch_and_loads_torchs(name, kwargs):
     for k in range(3):
         step(opt, topt, k)
     ours, theirs = opt.state_dict(), topt.state_dict()
-    assert [g["params"] for g in ours["param_groups"]] == [g["params"] for g in theirs["param_groups"]]
+    assert [g["params"] for g in ours["param_groups"]] == \
+        [g["params"] for g in theirs["param_groups"]]
     for i, tstate in theirs["state"].items():
         for key, value in tstate.items():
             if value is None:
@@ -169,5 +170,6 @@ def test_state_dict_matches_torch_and_loads_torchs(name, kwargs):
 
 
 def test_repr_lists_each_group():
-    text = repr(optim.SGD([{"params": _params()[:1]}, {"params": _params()[1:], "lr": 0.5}], lr=0.1))
+    p = _params()
+    text = repr(optim.SGD([{"params": p[:1]}, {"params": p[1:], "lr": 0.5}], lr=0.1))
     assert text.startswith("SGD (") and "Parameter Group 1" in text and "lr: 0.5" in text

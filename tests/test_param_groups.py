@@ -56,7 +56,8 @@ def assert_same(model, tmodel, rtol=1e-10):
 def count_calls(monkeypatch, name):
     """Record every call of the compiled kernel `name` (the active backend's)."""
     calls, real = [], getattr(cg.kernels, name)
-    monkeypatch.setattr(cg.kernels, name, lambda *a, **k: (calls.append(a[0].size), real(*a, **k))[1])
+    monkeypatch.setattr(cg.kernels, name,
+                        lambda *a, **k: (calls.append(a[0].size), real(*a, **k))[1])
     return calls
 
 
@@ -66,9 +67,12 @@ GROUP_CASES = [
     ("SGD", dict(lr=0.1), [dict(lr=0.05, momentum=0.9, nesterov=True), dict(weight_decay=0.1)]),
     ("SGD", dict(lr=0.1, momentum=0.8), [dict(dampening=0.5), dict(maximize=True, momentum=0.0)]),
     ("Adagrad", dict(lr=0.1, initial_accumulator_value=0.3), [dict(lr_decay=0.01), dict(eps=1e-3)]),
-    ("RMSprop", dict(lr=0.01), [dict(centered=True, momentum=0.5), dict(alpha=0.9, weight_decay=0.1)]),
-    ("Adam", dict(lr=0.01), [dict(amsgrad=True, betas=(0.8, 0.9)), dict(lr=0.02, weight_decay=0.1)]),
-    ("Adam", dict(lr=0.01), [dict(decoupled_weight_decay=True, weight_decay=0.3), dict(maximize=True)]),
+    ("RMSprop", dict(lr=0.01), [dict(centered=True, momentum=0.5),
+                                dict(alpha=0.9, weight_decay=0.1)]),
+    ("Adam", dict(lr=0.01), [dict(amsgrad=True, betas=(0.8, 0.9)),
+                             dict(lr=0.02, weight_decay=0.1)]),
+    ("Adam", dict(lr=0.01), [dict(decoupled_weight_decay=True, weight_decay=0.3),
+                             dict(maximize=True)]),
     ("AdamW", dict(lr=0.01), [dict(weight_decay=0.5), dict(amsgrad=True, lr=0.005)]),
 ]
 
@@ -113,7 +117,8 @@ def test_named_parameters_are_accepted_as_torch_does():
 def test_a_hyperparameter_changed_between_steps_applies_at_the_next_step():
     model, tmodel = models()
     spec = [(FIRST, dict(lr=0.01)), (MIDDLE + LAST, dict(lr=0.02))]
-    opt, topt = optim.Adam(groups(model, spec)), torch.optim.Adam(groups(tmodel, spec), foreach=False)
+    opt = optim.Adam(groups(model, spec))
+    topt = torch.optim.Adam(groups(tmodel, spec), foreach=False)
     for k in range(8):
         if k == 3:
             for o in (opt, topt):
@@ -122,6 +127,19 @@ def test_a_hyperparameter_changed_between_steps_applies_at_the_next_step():
                 o.param_groups[0]["weight_decay"] = 0.2
         train_step(model, opt, tmodel, topt)
     assert_same(model, tmodel)
+
+
+def test_an_empty_group_is_allowed_as_in_torch():
+    model, tmodel = models()
+    spec = [([], dict(lr=1.0)), (FIRST + MIDDLE + LAST, {})]
+    opt = optim.SGD(groups(model, spec), lr=0.1)
+    topt = torch.optim.SGD(groups(tmodel, spec), lr=0.1)
+    for _ in range(2):
+        train_step(model, opt, tmodel, topt)
+    assert_same(model, tmodel)
+    assert opt.state_dict()["param_groups"][0]["params"] == []
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([{"params": []}])
 
 
 def test_lr_property_reads_the_first_group_and_sets_all():
@@ -308,7 +326,8 @@ def test_state_dict_with_groups_resumes_bitwise_and_checks_the_groups():
         train_step(model, opt, tmodel, topt)
     sd = opt.state_dict()
     assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [2, 3, 4, 5]]
-    assert [g["params"] for g in sd["param_groups"]] == [g["params"] for g in topt.state_dict()["param_groups"]]
+    assert [g["params"] for g in sd["param_groups"]] == \
+        [g["params"] for g in topt.state_dict()["param_groups"]]
     assert sd["state"][0]["exp_avg"].shape == (3, 4) and sd["state"][0]["step"] == 3
     copy, _ = models()
     copy.load_state_dict(model.state_dict())

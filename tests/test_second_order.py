@@ -219,10 +219,12 @@ def test_step_needs_a_closure_and_groups_are_refused():
 
 RESUMABLE = {
     "lbfgs": lambda p: cg.optim.LBFGS([p], max_iter=7, history_size=4, **TIGHT),
-    "lbfgs-wolfe": lambda p: cg.optim.LBFGS([p], max_iter=7, line_search_fn="strong_wolfe", **TIGHT),
+    "lbfgs-wolfe": lambda p: cg.optim.LBFGS([p], max_iter=7, line_search_fn="strong_wolfe",
+                                            **TIGHT),
     "cg-pr": lambda p: cg.optim.ConjugateGradient([p], max_iter=7, **TIGHT),
-    "cg-fr-fixed": lambda p: cg.optim.ConjugateGradient([p], beta="fletcher-reeves", line_search=None,
-                                                         lr=1e-3, max_iter=7, **TIGHT),
+    "cg-fr-fixed": lambda p: cg.optim.ConjugateGradient([p], beta="fletcher-reeves",
+                                                         line_search=None, lr=1e-3, max_iter=7,
+                                                         **TIGHT),
     "newton": lambda p: cg.optim.Newton([p], rosen_hess, max_iter=3, **TIGHT),
 }
 

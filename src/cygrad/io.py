@@ -23,7 +23,6 @@ import errno
 import os
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np

@@ -4,8 +4,9 @@ cygrad.reference.optim): the single-tensor algorithms of torch.optim, operation
 by operation, with the Python scalars rounded to the buffers' dtype as torch does.
 
 param and the state buffers are updated in place, grad is only read; each call
-returns None. maximize=True ascends: the gradient is negated first, as torch does. Every element is updated independently, so the split between
-threads never changes a result. Adam/AdamW run the multiversioned loop of
+returns None. maximize=True ascends: the gradient is negated first, as torch does.
+Every element is updated independently, so the split between threads never
+changes a result. Adam/AdamW run the multiversioned loop of
 csrc/cg_elementwise.h.
 """
 cimport numpy as cnp

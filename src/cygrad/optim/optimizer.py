@@ -238,6 +238,8 @@ class Optimizer:
         """(first, last, slice, step) for each run of adjacent trainable parameters of
         the group with the same step count: the whole group unless some are frozen."""
         first, last, whole_slice, whole = span
+        if first == last:
+            return []  # an empty group (torch allows one)
         steps = self._next_steps(group, first, last)
         trainable = [p.requires_grad for p in self._params[first:last]]
         if all(trainable) and steps.count(steps[0]) == len(steps):  # the usual case
@@ -327,8 +329,9 @@ class Optimizer:
         groups, order, first = [], {}, 0
         for k, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"parameter group {k} of the state dict has {len(saved['params'])} "
-                                 f"parameters, this optimizer's has {len(group['params'])}")
+                raise ValueError(f"parameter group {k} of the state dict has "
+                                 f"{len(saved['params'])} parameters, this optimizer's has "
+                                 f"{len(group['params'])}")
             new = {key: v for key, v in saved.items() if key not in _TORCH_ONLY}
             new["params"] = group["params"]
             if "param_names" in group and "param_names" not in saved:
@@ -458,7 +461,8 @@ def _split_names(params):
     params = list(params)
     named = [isinstance(p, tuple) for p in params]
     if any(named) and not all(named):
-        raise ValueError("all optimizer params should be with/without names: some names are missing")
+        raise ValueError("all optimizer params should be with/without names: some names are "
+                         "missing")
     names = [n for n, _ in params] if params and all(named) else None
     if names is not None:
         params = [p for _, p in params]

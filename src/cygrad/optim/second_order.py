@@ -54,15 +54,18 @@ class _ClosureOptimizer(Optimizer):
     def _directional(self, closure, x, d):
         """t -> (f, g) at x + t d, leaving the parameters at x afterwards."""
         def evaluate(t):
-            np.add(x, t * d, out=self._data, where=self._active if self._active is not None else True)
+            np.add(x, t * d, out=self._data, where=self._where())
             result = self._evaluate(closure)
             self._data[...] = x
             return result
         return evaluate
 
     def _move(self, t, d):
-        np.add(self._data, t * d, out=self._data,
-               where=self._active if self._active is not None else True)
+        np.add(self._data, t * d, out=self._data, where=self._where())
+
+    def _where(self):
+        """np.add's `where`: the trainable entries (True: all of them)."""
+        return True if self._active is None else self._active
 
     def _trainable_mask(self):
         if all(p.requires_grad for p in self._params):
