@@ -243,3 +243,15 @@ def test_second_order_history_round_trips_through_a_checkpoint(tmp_path, make):
     opt.step(closure_for(model))
     other_opt.step(closure_for(other))
     assert np.array_equal(model.flat_buffers()[0], other.flat_buffers()[0])
+
+
+def test_an_unknown_format_version_is_refused(tmp_path):
+    model, opt = _trained()
+    path = cg.save(tmp_path / "ck.npz", model, opt)
+    arrays, info = cg.io.read(path)
+    assert info["format_version"] == cg.io.FORMAT_VERSION == 2
+    arrays["__meta__"] = np.array(json.dumps(dict(info, format_version=3)))
+    arrays["__checksum__"] = np.array(cg.io._digest(arrays))
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(cg.CheckpointError, match="format version 3, this cygrad reads versions 1, 2"):
+        cg.load(tmp_path / "future.npz", model, opt)

@@ -26,16 +26,15 @@ class _ClosureOptimizer(Optimizer):
 
     def __init__(self, params, defaults):
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
-                             "(parameter groups)")
         self.func_evals = 0
         self.n_iter = 0
         self._active = None  # boolean mask of the trainable entries, None when all are
 
-    def add_param_group(self, param_group):
-        raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
-                         "(parameter groups)")
+    def _append_group(self, group):
+        if self.param_groups:  # before anything is flattened
+            raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
+                             "(parameter groups)")
+        super()._append_group(group)
 
     @property
     def _group(self):
