@@ -16,7 +16,14 @@ CASES = [
     ("Adam", dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True)),
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.01, weight_decay=0.5, amsgrad=True)),
+    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01, maximize=True)),
+    ("Adagrad", dict(lr=0.1, weight_decay=0.1, maximize=True)),
+    ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True, maximize=True)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("AdamW", dict(lr=0.01, maximize=True)),
 ]
+TORCH_ONLY = ("foreach", "fused", "capturable", "differentiable")
 
 
 def _params(seed=0):
@@ -113,10 +120,56 @@ def test_bad_arguments():
         optim.Adam([nn.Parameter(np.zeros(2)), nn.Parameter(np.zeros(2, np.float32))])
 
 
-def test_torch_defaults():
+@pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW"])
+def test_torch_defaults_and_group_keys(name):
+    torch = pytest.importorskip("torch")
+    ours = getattr(optim, name)(_params()).param_groups[0]
+    theirs = getattr(torch.optim, name)([torch.zeros(2, requires_grad=True)]).param_groups[0]
+    want = {k: v for k, v in theirs.items() if k not in TORCH_ONLY + ("params",)}
+    assert {k: v for k, v in ours.items() if k != "params"} == want
+    assert getattr(optim, name)(_params()).defaults == {
+        k: v for k, v in getattr(torch.optim, name)([torch.zeros(1)]).defaults.items()
+        if k not in TORCH_ONLY}
+
+
+@pytest.mark.parametrize("name,kwargs", CASES[1::2])
+def test_state_dict_matches_torch_and_loads_torchs(name, kwargs):
+    """Our state_dict has torch's structure and numbers; torch's loads into ours and the
+    run continues as torch's."""
+    torch = pytest.importorskip("torch")
+    params = _params()
+    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    opt = getattr(optim, name)(params, **kwargs)
+    topt = getattr(torch.optim, name)(tparams, foreach=False, **kwargs)
+
+    def step(o, t, k):
+        _grads(params, k)
+        for p, tp in zip(params, tparams):
+            tp.grad = torch.from_numpy(p.grad.copy())
+        o.step()
+        t.step()
+    for k in range(3):
+        step(opt, topt, k)
+    ours, theirs = opt.state_dict(), topt.state_dict()
+    assert [g["params"] for g in ours["param_groups"]] == \
+        [g["params"] for g in theirs["param_groups"]]
+    for i, tstate in theirs["state"].items():
+        for key, value in tstate.items():
+            if value is None:
+                continue
+            np.testing.assert_allclose(ours["state"][i][key], np.asarray(value), rtol=1e-12)
+    fresh = [nn.Parameter(p.data.copy()) for p in params]
+    other = getattr(optim, name)(fresh, lr=123.0)
+    other.load_state_dict(theirs)
+    assert other.lr == kwargs["lr"]
+    params[:] = fresh
+    for k in range(3, 6):
+        step(other, topt, k)
+    for p, t in zip(fresh, tparams):
+        np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_repr_lists_each_group():
     p = _params()
-    assert optim.SGD(p).hyper == dict(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                                      nesterov=False)
-    assert optim.Adam(p).hyper["betas"] == (0.9, 0.999) and optim.Adam(p).lr == 1e-3
-    assert optim.AdamW(p).hyper["weight_decay"] == 1e-2
-    assert optim.RMSprop(p).hyper["alpha"] == 0.99 and optim.Adagrad(p).hyper["eps"] == 1e-10
+    text = repr(optim.SGD([{"params": p[:1]}, {"params": p[1:], "lr": 0.5}], lr=0.1))
+    assert text.startswith("SGD (") and "Parameter Group 1" in text and "lr: 0.5" in text

@@ -35,6 +35,14 @@ CASES = [
     ("adamw_step", dict()),
     ("adamw_step", dict(lr=0.01, weight_decay=0.3, amsgrad=True, beta2=0.95)),
     ("adamw_step", dict(lr=0.01, weight_decay=0.0)),
+    # maximize=True: ascend (the gradient negated before anything else, as torch)
+    ("sgd_step", dict(lr=0.05, momentum=0.9, weight_decay=0.01, maximize=True)),
+    ("sgd_step", dict(lr=0.05, maximize=True)),
+    ("adagrad_step", dict(lr=0.1, weight_decay=0.02, maximize=True)),
+    ("rmsprop_step", dict(momentum=0.5, centered=True, weight_decay=0.1, maximize=True)),
+    ("adam_step", dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True)),
+    ("adam_step", dict(lr=0.01, maximize=True)),
+    ("adamw_step", dict(lr=0.01, weight_decay=0.3, maximize=True)),
 ]
 CASE_IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items()) or 'defaults'}" for n, kw in CASES]
 
@@ -175,6 +183,26 @@ def test_bad_hyperparameters(B):
         B.rmsprop_step(p, g, m, alpha=-0.5)
     with pytest.raises(TypeError, match="lr"):
         B.rmsprop_step(p, g, m, lr="0.1")
+    for name, args in [("sgd_step", (p, g, m)), ("adagrad_step", (p, g, m)),
+                       ("adam_step", (p, g, m, v)), ("adamw_step", (p, g, m, v))]:
+        with pytest.raises(TypeError, match="maximize"):
+            getattr(B, name)(*args, step=1, lr=0.1, maximize="False")
+    with pytest.raises(TypeError, match="maximize"):
+        B.rmsprop_step(p, g, m, maximize=1)
+
+
+@BACKENDS
+@pytest.mark.parametrize("name", sorted(ALGOS))
+def test_maximize_ascends_a_concave_objective(B, name):
+    """f(p) = -|p - 3|^2 / 2, gradient 3 - p: every algorithm with maximize moves p towards 3."""
+    pos, _, has_step, _ = ALGOS[name]
+    p = np.zeros(1000)
+    st = [np.zeros(1000) for _ in pos]
+    for s in range(1, 200):
+        extra = {"step": s} if has_step else {}
+        getattr(B, name)(p, 3 - p, *st, lr=1.0 if name == "adagrad_step" else 0.05,
+                         maximize=True, **extra)
+    assert np.all(np.abs(p - 3) < 0.3)
 
 
 @BACKENDS

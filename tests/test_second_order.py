@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import cygrad as cg
-from cygrad.linesearch import cubic_minimizer, strong_wolfe
+from cygrad.optim.linesearch import cubic_minimizer, strong_wolfe
 
 
 # -- Rosenbrock f(x) = (1 - x0)^2 + 100 (x1 - x0^2)^2, minimum 0 at (1, 1) ------------
@@ -205,13 +205,90 @@ def test_closure_may_rebind_grad():
     assert np.shares_memory(p.grad, opt.grad)
 
 
-def test_step_needs_a_closure_and_checkpoints_are_refused():
+def test_step_needs_a_closure_and_groups_are_refused():
     p, _ = rosen_problem()
     opt = cg.optim.LBFGS([p])
     with pytest.raises(TypeError, match="closure"):
         opt.step()
-    with pytest.raises(NotImplementedError):
-        opt.state_dict()
+    q = cg.nn.Parameter(np.zeros(2))
+    with pytest.raises(ValueError, match="parameter groups"):
+        cg.optim.LBFGS([{"params": [p]}, {"params": [q]}])
+    with pytest.raises(ValueError, match="parameter groups"):
+        opt.add_param_group({"params": [q]})
+
+
+RESUMABLE = {
+    "lbfgs": lambda p: cg.optim.LBFGS([p], max_iter=7, history_size=4, **TIGHT),
+    "lbfgs-wolfe": lambda p: cg.optim.LBFGS([p], max_iter=7, line_search_fn="strong_wolfe",
+                                            **TIGHT),
+    "cg-pr": lambda p: cg.optim.ConjugateGradient([p], max_iter=7, **TIGHT),
+    "cg-fr-fixed": lambda p: cg.optim.ConjugateGradient([p], beta="fletcher-reeves",
+                                                         line_search=None, lr=1e-3, max_iter=7,
+                                                         **TIGHT),
+    "newton": lambda p: cg.optim.Newton([p], rosen_hess, max_iter=3, **TIGHT),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESUMABLE))
+def test_state_dict_resumes_the_search_identically(name):
+    """Stop after two steps, load the history into a fresh optimizer: the next steps
+    repeat the uninterrupted run bit for bit."""
+    p, closure = rosen_problem()
+    opt = RESUMABLE[name](p)
+    for _ in range(2):
+        opt.step(closure)
+    sd = opt.state_dict()
+    assert sd["type"] == type(opt).__name__ and set(sd["state"]) == {0}
+    assert sd["state"][0]["n_iter"] == opt.n_iter > 0
+    q, closure_q = rosen_problem(tuple(p.data))
+    resumed = RESUMABLE[name](q)
+    resumed.load_state_dict(sd)
+    for _ in range(2):
+        opt.step(closure)
+        resumed.step(closure_q)
+    assert np.array_equal(p.data, q.data) and resumed.func_evals == opt.func_evals
+    assert resumed.step_count == opt.step_count == 4
+
+
+def test_lbfgs_history_shapes_and_errors():
+    p, closure = rosen_problem()
+    opt = cg.optim.LBFGS([p], history_size=3)
+    empty = opt.state_dict()["state"][0]
+    assert empty["d"] is None and empty["old_dirs"].shape == (0, 0)
+    opt.step(closure)
+    state = opt.state_dict()["state"][0]
+    assert state["old_dirs"].shape == (3, 2) and len(state["ro"]) == 3
+    assert state["prev_flat_grad"].shape == (2,) and isinstance(state["t"], float)
+    other = cg.optim.LBFGS([cg.nn.Parameter(np.zeros(3))])
+    with pytest.raises(ValueError, match=r"'d' has shape \(2,\), the parameters \(3,\)"):
+        other.load_state_dict(opt.state_dict())
+    bad = opt.state_dict()
+    bad["state"][0]["old_dirs"] = np.zeros((3, 5))
+    with pytest.raises(ValueError, match="old_dirs"):
+        opt.load_state_dict(bad)
+    with pytest.raises(ValueError, match="LBFGS"):
+        cg.optim.ConjugateGradient([p]).load_state_dict(opt.state_dict())
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: cg.optim.LBFGS(ps, line_search_fn="strong_wolfe", max_iter=50),
+    lambda ps: cg.optim.ConjugateGradient(ps, max_iter=50),
+    lambda ps: cg.optim.Newton(ps, lambda w: 2 * np.eye(5) + 1, max_iter=50)])
+def test_a_frozen_parameter_does_not_move(make):
+    """f = |a - 1|^2 + |b + 2|^2 + 0.5 (sum a + b)^2 with b frozen: a alone is optimised."""
+    a, b = cg.nn.Parameter(np.zeros(2)), cg.nn.Parameter(np.full(3, 0.25))
+    b.requires_grad = False
+    opt = make([a, b])
+
+    def closure():
+        s = a.data.sum() + b.data.sum()
+        a.grad[...] = 2 * (a.data - 1) + s
+        b.grad[...] = 2 * (b.data + 2) + s  # written anyway: the optimizer must ignore it
+        return float(((a.data - 1) ** 2).sum() + ((b.data + 2) ** 2).sum() + 0.5 * s * s)
+    opt.step(closure)
+    assert np.array_equal(b.data, np.full(3, 0.25))
+    # minimum over a with b fixed: 2 (a_i - 1) + sum(a) + 0.75 = 0 -> a_i = (2 - 0.75) / 4
+    np.testing.assert_allclose(a.data, 1.25 / 4, atol=1e-6)
 
 
 @pytest.mark.parametrize("make, match", [

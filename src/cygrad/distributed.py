@@ -40,6 +40,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from cygrad.data import DataLoader
+from cygrad.nn.parameter import shared_buffers
 
 INSTALL = "pip install 'cygrad[mpi]'  (mpi4py plus the MPICH runtime; or pip install mpi4py " \
           "against your cluster's MPI)"
@@ -115,17 +116,24 @@ class Context:
 
     # -- state ---------------------------------------------------------------------------
     def broadcast(self, model, optimizer=None):
-        """Copy rank 0's parameters (and optimizer state, step and hyperparameters) to all."""
+        """Copy rank 0's parameters (and the optimizer's state_dict: state, step counts,
+        parameter groups) to all ranks. Nothing is rebound: the parameters stay in the
+        flat buffers the optimizer steps."""
         self.check()
-        data, _ = model.flat_buffers()
-        self.comm.Bcast(data, root=0)
+        params = model.parameters()
+        self._bcast_data(params)
         if optimizer is not None:
-            if optimizer.data is not data:
-                self.comm.Bcast(optimizer.data, root=0)
-            for name in sorted(optimizer.state):
-                self.comm.Bcast(optimizer.state[name], root=0)
-            optimizer.step_count, optimizer.hyper = self.comm.bcast(
-                (optimizer.step_count, optimizer.hyper), root=0)
+            own = set(map(id, params))
+            self._bcast_data([p for p in optimizer.params if id(p) not in own])
+            state = self.comm.bcast(optimizer.state_dict() if self.rank == 0 else None, root=0)
+            if self.rank != 0:
+                optimizer.load_state_dict(state)
+
+    def _bcast_data(self, params):
+        """Bcast the parameters' data: one call when they share a flat buffer end to end."""
+        shared = shared_buffers(params)
+        for data in [shared[0]] if shared is not None else [p.data for p in params]:
+            self.comm.Bcast(data, root=0)
 
     def average_gradients(self, grad, reduction="mean"):
         """Collective: grad (the flat buffer) <- the sum over ranks, / size for mean losses."""

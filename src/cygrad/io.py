@@ -1,10 +1,15 @@
 """Checkpoints: cg.save / cg.load as .npz files that can never run code.
 
-Layout (all plain arrays, read with allow_pickle=False):
-  model/<name>       each parameter, keys as torch's state_dict ("0.weight", ...)
-  optim/<name>       each flat optimizer state buffer
-  __meta__           JSON text: format version, optimizer type/step/hyperparameters, user meta
-  __checksum__       sha256 over every other entry's name, dtype, shape and bytes
+Layout (all plain arrays, read with allow_pickle=False), format version 2:
+  model/<name>          each parameter, keys as torch's state_dict ("0.weight", ...)
+  optim/state/<i>/<k>   each array of the optimizer's state_dict()['state'][i] (parameter i's
+                        exp_avg, ...; LBFGS's history under i = 0)
+  __meta__              JSON text: format version, user meta, the optimizer's type, step
+                        count, param_groups and the numbers of its state (steps, ...), and
+                        the learning-rate scheduler's state_dict() (type and state)
+  __checksum__          sha256 over every other entry's name, dtype, shape and bytes
+Version 1 (cygrad 0.1: one flat buffer per optimizer state, optim/<name>, and the
+optimizer's type, step and hyperparameters in __meta__) is still read.
 The file is written to a temporary file in the same folder, fsynced and renamed over
 the target, so a crash or Ctrl-C mid-save leaves the previous checkpoint intact. A process
 killed mid-save leaves its temporary file behind; the next save to the same path deletes
@@ -18,13 +23,14 @@ import errno
 import os
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _META, _CHECKSUM = "__meta__", "__checksum__"
+_STATE = "optim/state/"
 
 
 class CheckpointError(ValueError):
@@ -51,15 +57,16 @@ def _text(s):
     return np.array(s)  # a 0-d unicode array: no pickle needed
 
 
-def save(path, model, optimizer=None, /, **meta):
-    """Write model (and optimizer) state plus JSON-serialisable meta to `path` atomically."""
+def save(path, model, optimizer=None, /, *, scheduler=None, **meta):
+    """Write model (and optimizer, and learning-rate scheduler) state plus
+    JSON-serialisable meta to `path` atomically."""
     path = Path(path)
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    info = {"format_version": FORMAT_VERSION, "meta": meta, "optimizer": None}
+    info = {"format_version": FORMAT_VERSION, "meta": meta, "optimizer": None, "scheduler": None}
     if optimizer is not None:
-        sd = optimizer.state_dict()
-        arrays.update({f"optim/{k}": v for k, v in sd["state"].items()})
-        info["optimizer"] = {"type": sd["type"], "step": sd["step"], "hyper": sd["hyper"]}
+        info["optimizer"] = _split_optimizer_state(optimizer.state_dict(), arrays)
+    if scheduler is not None:
+        info["scheduler"] = {"type": type(scheduler).__name__, "state": scheduler.state_dict()}
     try:
         arrays[_META] = _text(json.dumps(info, default=_plain))
     except TypeError as e:
@@ -86,6 +93,37 @@ def save(path, model, optimizer=None, /, **meta):
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _split_optimizer_state(sd, arrays):
+    """The JSON part of an optimizer state_dict; its arrays go into `arrays`."""
+    state = {}
+    for i, entry in sd["state"].items():
+        state[str(i)] = {}
+        for name, value in entry.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{_STATE}{i}/{name}"] = value
+            else:
+                state[str(i)][name] = value
+    return {"type": sd["type"], "step_count": sd["step_count"],
+            "param_groups": sd["param_groups"], "state": state}
+
+
+def _joined_optimizer_state(path, saved, arrays):
+    """The optimizer state_dict a checkpoint holds (format 1: cygrad 0.1's flat one)."""
+    buffers = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
+    if "hyper" in saved:  # format 1
+        hyper = dict(saved["hyper"])
+        return {"type": saved["type"], "step": saved["step"], "hyper": hyper, "state": buffers}
+    state = {int(i): dict(entry) for i, entry in saved["state"].items()}
+    for key, value in buffers.items():
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit() or \
+                int(parts[1]) not in state:
+            raise CheckpointError(f"{path}: key 'optim/{key}' is not part of the optimizer state")
+        state[int(parts[1])][parts[2]] = value
+    return {"type": saved["type"], "step_count": saved["step_count"],
+            "param_groups": saved["param_groups"], "state": state}
 
 
 def _remove_stale_temps(path):
@@ -152,20 +190,43 @@ def read(path):
         version = info["format_version"]
     except (ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: key {_META!r} is not valid checkpoint metadata ({e})") from None
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {version}, this cygrad reads {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path}: format version {version}, this cygrad reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
     return arrays, info
 
 
-def load(path, model, optimizer=None):
-    """Restore model (and optimizer) from `path` in place; return the saved meta dict.
+def load(path, model, optimizer=None, *, scheduler=None):
+    """Restore model (and optimizer, and learning-rate scheduler) from `path` in place;
+    return the saved meta dict.
 
     Every key and shape is checked before anything is modified; a missing, extra or
-    mismatched key raises CheckpointError naming the file and the key.
+    mismatched key, or optimizer state that does not fit the optimizer (another type,
+    other parameter groups or sizes), raises CheckpointError naming the file.
     """
     path = Path(path)
     arrays, info = read(path)
     state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    _check_model(path, model, state)
+    opt_sd = _saved_part(path, info, "optimizer", optimizer)
+    if opt_sd is not None:
+        opt_sd = _joined_optimizer_state(path, opt_sd, arrays)
+    sched_sd = _saved_part(path, info, "scheduler", scheduler)
+    backup = optimizer.state_dict() if optimizer is not None else None
+    try:
+        if opt_sd is not None:
+            optimizer.load_state_dict(opt_sd)
+        if sched_sd is not None:
+            scheduler.load_state_dict(sched_sd["state"])
+    except (ValueError, TypeError, KeyError) as e:
+        if backup is not None:  # all or nothing: the scheduler's state did not fit
+            optimizer.load_state_dict(backup)
+        raise CheckpointError(f"{path}: the saved state does not fit: {e}") from None
+    model.load_state_dict(state)
+    return info["meta"]
+
+
+def _check_model(path, model, state):
     own = model.state_dict()
     for k, v in own.items():
         if k not in state:
@@ -178,33 +239,20 @@ def load(path, model, optimizer=None):
     for k in state:
         if k not in own:
             raise CheckpointError(f"{path}: key 'model/{k}' is not in the model")
-    opt_sd = None
-    if optimizer is not None:
-        saved = info.get("optimizer")
-        if saved is None:
-            raise CheckpointError(f"{path}: has no optimizer state (key 'optim/...') to restore")
-        if saved["type"] != type(optimizer).__name__:
-            raise CheckpointError(f"{path}: key '__meta__' holds a {saved['type']} optimizer, "
-                                  f"not a {type(optimizer).__name__}")
-        buffers = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
-        for k, v in optimizer.state.items():
-            if k not in buffers:
-                raise CheckpointError(f"{path}: key 'optim/{k}' is missing")
-            if buffers[k].shape != v.shape:
-                raise CheckpointError(f"{path}: key 'optim/{k}' has shape {buffers[k].shape}, "
-                                      f"the optimizer's is {v.shape}")
-        for k in buffers:
-            if k not in optimizer.state:
-                raise CheckpointError(f"{path}: key 'optim/{k}' is not a state of "
-                                      f"{type(optimizer).__name__}({optimizer.hyper})")
-        hyper = dict(saved["hyper"])
-        if "betas" in hyper:
-            hyper["betas"] = tuple(hyper["betas"])
-        opt_sd = {"type": saved["type"], "step": saved["step"], "hyper": hyper, "state": buffers}
-    model.load_state_dict(state)
-    if opt_sd is not None:
-        optimizer.load_state_dict(opt_sd)
-    return info["meta"]
 
 
-__all__ = ["save", "load", "read", "CheckpointError", "FORMAT_VERSION"]
+def _saved_part(path, info, what, target):
+    """The checkpoint's record of the optimizer or scheduler (None when not asked for),
+    of the target's type."""
+    if target is None:
+        return None
+    saved = info.get(what)
+    if saved is None:
+        raise CheckpointError(f"{path}: has no {what} state to restore")
+    if saved["type"] != type(target).__name__:
+        raise CheckpointError(f"{path}: key '__meta__' holds a {saved['type']} {what}, "
+                              f"not a {type(target).__name__}")
+    return saved
+
+
+__all__ = ["save", "load", "read", "CheckpointError", "FORMAT_VERSION", "READABLE_VERSIONS"]

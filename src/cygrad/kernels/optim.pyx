@@ -4,8 +4,9 @@ cygrad.reference.optim): the single-tensor algorithms of torch.optim, operation
 by operation, with the Python scalars rounded to the buffers' dtype as torch does.
 
 param and the state buffers are updated in place, grad is only read; each call
-returns None. Every element is updated independently, so the split between
-threads never changes a result. Adam/AdamW run the multiversioned loop of
+returns None. maximize=True ascends: the gradient is negated first, as torch does.
+Every element is updated independently, so the split between threads never
+changes a result. Adam/AdamW run the multiversioned loop of
 csrc/cg_elementwise.h.
 """
 cimport numpy as cnp
@@ -38,7 +39,12 @@ cdef enum Algo:
 # Hyper-parameters, as doubles, in the order each algorithm reads them.
 cdef enum:
     H_LR, H_WD, H_MOM, H_DAMP, H_NESTEROV, H_FIRST, H_EPS, H_ALPHA, H_BETA1, H_BETA2, H_STEP, \
-        H_DECOUPLED, H_LEN
+        H_DECOUPLED, H_MAXIMIZE, H_LEN
+
+# maximize=True in Adam: the C loop reads the gradient, so it gets -grad in blocks of
+# this many elements copied to the stack (reentrant, stays in L1)
+cdef enum:
+    NEG_BLOCK = 512
 
 
 cdef inline floating _lerp(floating start, floating end, floating w, floating w1c,
@@ -47,15 +53,20 @@ cdef inline floating _lerp(floating start, floating end, floating w, floating w1
     return start + w * (end - start) if small else end - (end - start) * w1c
 
 
+cdef inline floating *_at(floating *a, Py_ssize_t lo) noexcept nogil:
+    return a + lo if a != NULL else NULL
+
+
 cdef void _sgd(floating *p, const floating *g, floating *buf, Py_ssize_t n,
                const double *h) noexcept nogil:
     cdef floating nlr = <floating>-h[H_LR], wd = <floating>h[H_WD], mom = <floating>h[H_MOM]
     cdef floating damp1 = <floating>(1.0 - h[H_DAMP])
     cdef bint nesterov = h[H_NESTEROV] != 0, first = h[H_FIRST] != 0, decay = h[H_WD] != 0
+    cdef bint maximize = h[H_MAXIMIZE] != 0
     cdef floating gi, b
     cdef Py_ssize_t i
     for i in range(n):
-        gi = g[i]
+        gi = -g[i] if maximize else g[i]
         if decay:
             gi = gi + wd * p[i]
         if buf != NULL:
@@ -73,11 +84,11 @@ cdef void _adagrad(floating *p, const floating *g, floating *ssum, Py_ssize_t n,
                    const double *h) noexcept nogil:
     cdef double clr = h[H_LR] / (1.0 + (h[H_STEP] - 1.0) * h[H_MOM])  # H_MOM holds lr_decay
     cdef floating nclr = <floating>-clr, wd = <floating>h[H_WD], eps = <floating>h[H_EPS]
-    cdef bint decay = h[H_WD] != 0
+    cdef bint decay = h[H_WD] != 0, maximize = h[H_MAXIMIZE] != 0
     cdef floating gi, s
     cdef Py_ssize_t i
     for i in range(n):
-        gi = g[i]
+        gi = -g[i] if maximize else g[i]
         if decay:
             gi = gi + wd * p[i]
         s = ssum[i] + gi * gi
@@ -91,10 +102,11 @@ cdef void _rmsprop(floating *p, const floating *g, floating *sq, floating *buf, 
     cdef floating alpha = <floating>h[H_ALPHA], c1 = <floating>(1.0 - h[H_ALPHA])
     cdef floating mom = <floating>h[H_MOM], one = 1, w1c = one - c1, minus_one = -1
     cdef bint decay = h[H_WD] != 0, small = (1.0 - h[H_ALPHA] < 0.5 and 1.0 - h[H_ALPHA] > -0.5)
+    cdef bint maximize = h[H_MAXIMIZE] != 0
     cdef floating gi, s, ga, avg, b
     cdef Py_ssize_t i
     for i in range(n):
-        gi = g[i]
+        gi = -g[i] if maximize else g[i]
         if decay:
             gi = gi + wd * p[i]
         s = sq[i] * alpha
@@ -116,6 +128,28 @@ cdef void _rmsprop(floating *p, const floating *g, floating *sq, floating *buf, 
             p[i] = p[i] + nlr * gi / avg
 
 
+cdef void _adam_c(floating *p, const floating *g, floating *m, floating *v, floating *vmax,
+                  Py_ssize_t n, const void *c) noexcept nogil:
+    """The multiversioned C loop for the dtype; c points to its cg_adam_* constants."""
+    if floating is float:
+        cg_adam_f32(p, g, m, v, vmax, n, <const cg_adam_float *>c)
+    else:
+        cg_adam_f64(p, g, m, v, vmax, n, <const cg_adam_double *>c)
+
+
+cdef void _adam_ascend(floating *p, const floating *g, floating *m, floating *v, floating *vmax,
+                       Py_ssize_t n, const void *c) noexcept nogil:
+    """The C loop on -grad (maximize), a stack block at a time."""
+    cdef floating neg[NEG_BLOCK]
+    cdef Py_ssize_t lo = 0, j, k
+    while lo < n:
+        k = n - lo if n - lo < NEG_BLOCK else NEG_BLOCK
+        for j in range(k):
+            neg[j] = -g[lo + j]
+        _adam_c(p + lo, neg, m + lo, v + lo, _at(vmax, lo), k, c)
+        lo += k
+
+
 cdef void _adam(floating *p, const floating *g, floating *m, floating *v, floating *vmax,
                 Py_ssize_t n, const double *h) noexcept nogil:
     cdef double lr = h[H_LR], wd = h[H_WD], beta1 = h[H_BETA1], beta2 = h[H_BETA2]
@@ -123,6 +157,7 @@ cdef void _adam(floating *p, const floating *g, floating *m, floating *v, floati
     cdef bint decoupled = h[H_DECOUPLED] != 0
     cdef cg_adam_float cf
     cdef cg_adam_double cd
+    cdef const void *c
     if floating is float:
         cf.decay = <float>(1.0 - lr * wd)
         cf.wd = <float>wd
@@ -136,7 +171,7 @@ cdef void _adam(floating *p, const floating *g, floating *m, floating *v, floati
         cf.lerp_small = 1.0 - beta1 < 0.5
         cf.decoupled = decoupled and wd != 0
         cf.l2 = not decoupled and wd != 0
-        cg_adam_f32(p, g, m, v, vmax, n, &cf)
+        c = &cf
     else:
         cd.decay = 1.0 - lr * wd
         cd.wd = wd
@@ -150,7 +185,11 @@ cdef void _adam(floating *p, const floating *g, floating *m, floating *v, floati
         cd.lerp_small = 1.0 - beta1 < 0.5
         cd.decoupled = decoupled and wd != 0
         cd.l2 = not decoupled and wd != 0
-        cg_adam_f64(p, g, m, v, vmax, n, &cd)
+        c = &cd
+    if h[H_MAXIMIZE] != 0:
+        _adam_ascend(p, g, m, v, vmax, n, c)
+    else:
+        _adam_c(p, g, m, v, vmax, n, c)
 
 
 cdef void _chunk(int algo, floating *p, const floating *g, floating *s1, floating *s2,
@@ -163,10 +202,6 @@ cdef void _chunk(int algo, floating *p, const floating *g, floating *s1, floatin
         _rmsprop(p, g, s1, s2, s3, n, h)
     else:
         _adam(p, g, s1, s2, s3, n, h)
-
-
-cdef inline floating *_at(floating *a, Py_ssize_t lo) noexcept nogil:
-    return a + lo if a != NULL else NULL
 
 
 cdef void _update(int algo, floating *p, const floating *g, floating *s1, floating *s2,
@@ -247,6 +282,14 @@ cdef inline int _require(object buf, str name, str why) except -1:
     return 0
 
 
+cdef double _flag(object v, str name) except -1.0:
+    """A bool argument as 0.0 / 1.0 (TypeError for anything else, e.g. the string 'False')."""
+    import numpy
+    if not isinstance(v, (bool, numpy.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return 1.0 if v else 0.0
+
+
 cdef double _beta(object v, str name) except? -1.0:
     cdef double d = real(v, name)
     if not 0.0 <= d < 1.0:
@@ -255,7 +298,7 @@ cdef double _beta(object v, str name) except? -1.0:
 
 
 def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-             nesterov=False, step):
+             nesterov=False, maximize=False, step):
     """torch.optim.SGD. On step 1 the momentum buffer is set to the gradient (torch
     creates it then); later steps: buf = momentum * buf + (1 - dampening) * g.
     momentum_buf may be None when momentum == 0. Returns None."""
@@ -266,6 +309,7 @@ def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weig
     h[H_WD] = nonneg(weight_decay, "weight_decay")
     h[H_FIRST] = _check_step(step) == 1
     h[H_NESTEROV] = bool(nesterov)
+    h[H_MAXIMIZE] = _flag(maximize, "maximize")
     if nesterov and (h[H_MOM] <= 0 or h[H_DAMP] != 0):
         raise ValueError("nesterov requires momentum > 0 and dampening == 0")
     if h[H_MOM] != 0:
@@ -275,7 +319,8 @@ def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weig
     _run(SGD, param, grad, (("momentum_buf", momentum_buf),), h)
 
 
-def adagrad_step(param, grad, state_sum, *, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10, step):
+def adagrad_step(param, grad, state_sum, *, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+                 maximize=False, step):
     """torch.optim.Adagrad: clr = lr / (1 + (step - 1) * lr_decay), state_sum += g*g,
     param -= clr * g / (sqrt(state_sum) + eps). Returns None."""
     cdef double h[H_LEN]
@@ -284,11 +329,12 @@ def adagrad_step(param, grad, state_sum, *, lr=0.01, lr_decay=0.0, weight_decay=
     h[H_WD] = nonneg(weight_decay, "weight_decay")
     h[H_EPS] = nonneg(eps, "eps")
     h[H_STEP] = _check_step(step)
+    h[H_MAXIMIZE] = _flag(maximize, "maximize")
     _run(ADAGRAD, param, grad, (("state_sum", state_sum),), h)
 
 
 def rmsprop_step(param, grad, square_avg, *, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                 momentum=0.0, momentum_buf=None, centered=False, grad_avg=None):
+                 momentum=0.0, momentum_buf=None, centered=False, grad_avg=None, maximize=False):
     """torch.optim.RMSprop. momentum_buf is required when momentum > 0, grad_avg when
     centered (both start as zeros, as torch's state). Returns None."""
     cdef double h[H_LEN]
@@ -297,6 +343,7 @@ def rmsprop_step(param, grad, square_avg, *, lr=0.01, alpha=0.99, eps=1e-8, weig
     h[H_EPS] = nonneg(eps, "eps")
     h[H_WD] = nonneg(weight_decay, "weight_decay")
     h[H_MOM] = nonneg(momentum, "momentum")
+    h[H_MAXIMIZE] = _flag(maximize, "maximize")
     if h[H_MOM] > 0:
         _require(momentum_buf, "momentum_buf", "momentum > 0")
     else:
@@ -310,7 +357,7 @@ def rmsprop_step(param, grad, square_avg, *, lr=0.01, alpha=0.99, eps=1e-8, weig
 
 
 cdef int _adam_api(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-                   amsgrad, max_exp_avg_sq, bint decoupled) except -1:
+                   amsgrad, max_exp_avg_sq, maximize, bint decoupled) except -1:
     cdef double h[H_LEN]
     h[H_LR] = nonneg(lr, "lr")
     h[H_EPS] = nonneg(eps, "eps")
@@ -319,6 +366,7 @@ cdef int _adam_api(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps
     h[H_BETA2] = _beta(beta2, "beta2")
     h[H_STEP] = _check_step(step)
     h[H_DECOUPLED] = decoupled
+    h[H_MAXIMIZE] = _flag(maximize, "maximize")
     if amsgrad:
         _require(max_exp_avg_sq, "max_exp_avg_sq", "amsgrad=True")
     else:
@@ -328,15 +376,15 @@ cdef int _adam_api(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8,
-              weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None):
+              weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None, maximize=False):
     """torch.optim.Adam (L2 decay added to the gradient), with bias correction;
     max_exp_avg_sq is required when amsgrad. Returns None."""
     _adam_api(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-              amsgrad, max_exp_avg_sq, False)
+              amsgrad, max_exp_avg_sq, maximize, False)
 
 
 def adamw_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8,
-               weight_decay=0.01, amsgrad=False, max_exp_avg_sq=None):
+               weight_decay=0.01, amsgrad=False, max_exp_avg_sq=None, maximize=False):
     """torch.optim.AdamW: param *= 1 - lr * weight_decay, then the Adam update. Returns None."""
     _adam_api(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-              amsgrad, max_exp_avg_sq, True)
+              amsgrad, max_exp_avg_sq, maximize, True)

@@ -3,6 +3,10 @@
 A model's parameters are views into ONE contiguous 1-D buffer and their gradients
 views into another, so an optimizer update is a single kernel call over the whole
 model (and a data-parallel all-reduce is one call too).
+
+Whoever holds such a buffer (an optimizer) must notice when `flatten` moves a parameter
+into a new one: every rebinding bumps `rebind_count()`, so a holder compares one
+integer per step and checks its views only when the count changed.
 """
 import numpy as np
 
@@ -10,6 +14,12 @@ from cygrad.tensor import Tensor, _check_float
 
 _DATA = Tensor.data  # the slots of Tensor, which Parameter's properties guard
 _GRAD = Tensor.grad
+_rebinds = 0  # how many times flatten moved parameters into new buffers
+
+
+def rebind_count():
+    """A counter that grows whenever `flatten` rebinds parameters to new buffers."""
+    return _rebinds
 
 
 class Parameter(Tensor):
@@ -97,14 +107,27 @@ def _adjacent_views(arrays):
     return base if (start, offset) == (0, base.size) else base[start:offset]
 
 
+def shared_buffers(params):
+    """(data, grad): the 1-D views covering `params` end to end when they already are
+    adjacent views of one data buffer and one grad buffer, else None. Rebinds nothing."""
+    params = list(params)
+    if not params:
+        return None
+    data = _adjacent_views([p.data for p in params])
+    grad = _adjacent_views([p.grad for p in params])
+    return None if data is None or grad is None else (data, grad)
+
+
 def flatten(params):
     """Make `params` views into one data buffer and one grad buffer; return (data, grad).
 
     When the parameters already are adjacent views of one buffer (a model built by
     Sequential, or an optimizer created twice) the existing buffers are returned;
-    otherwise new ones are allocated, the values copied in and every parameter's
-    `data` and `grad` rebound to views of them.
+    otherwise new ones are allocated, the values copied in, every parameter's `data`
+    and `grad` rebound to views of them, and `rebind_count()` bumped (so an optimizer
+    still holding the old buffers raises instead of updating them).
     """
+    global _rebinds
     params = list(params)
     if not params:
         raise ValueError("no parameters to optimize (got an empty parameter list)")
@@ -114,10 +137,12 @@ def flatten(params):
     dtypes = {p.data.dtype for p in params}
     if len(dtypes) != 1:
         raise TypeError(f"parameters mix dtypes {sorted(map(str, dtypes))}: use one dtype per model")
-    data = _adjacent_views([p.data for p in params])
-    grad = _adjacent_views([p.grad for p in params])
-    if data is not None and grad is not None:
-        return data, grad
+    if len({id(p) for p in params}) != len(params):
+        raise ValueError("a parameter is listed twice: each gets one slot in the flat buffer")
+    shared = shared_buffers(params)
+    if shared is not None:
+        return shared
+    _rebinds += 1
     total = sum(p.data.size for p in params)
     data = np.empty(total, dtypes.pop())
     grad = np.zeros_like(data)

@@ -6,6 +6,7 @@ buffers' dtype as torch does. param and the state buffers are updated in place;
 grad is only read. The functions return None.
 
 `step` is the 1-based count of this update (torch's state['step'] after it).
+maximize=True ascends the objective: the gradient is negated first, as torch does.
 """
 import numpy as np
 
@@ -61,19 +62,32 @@ def _lerp(start, end, weight, T):
         start[...] = end - (end - start) * (T(1) - w)
 
 
+def check_flag(v, name):
+    """A bool argument (TypeError for anything else, e.g. the string 'False')."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _signed(grad, maximize):
+    """The gradient to descend along: -grad when maximizing (a new array), else grad."""
+    return -grad if maximize else grad
+
+
 def _decayed(grad, param, weight_decay, T):
     """grad + weight_decay * param (a new array; grad itself is not modified)."""
     return grad + T(weight_decay) * param if weight_decay != 0 else grad
 
 
 def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-             nesterov=False, step):
+             nesterov=False, maximize=False, step):
     """torch.optim.SGD. On step 1 the momentum buffer is set to the gradient (torch
     creates it then); later steps: buf = momentum * buf + (1 - dampening) * g.
     momentum_buf may be None when momentum == 0."""
     lr, momentum = nonneg(lr, "lr"), nonneg(momentum, "momentum")
     dampening, weight_decay = real(dampening, "dampening"), nonneg(weight_decay, "weight_decay")
     step = check_step(step)
+    maximize = check_flag(maximize, "maximize")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov requires momentum > 0 and dampening == 0")
     if momentum != 0:
@@ -81,6 +95,7 @@ def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weig
     else:
         momentum_buf = None  # not read nor written
     check_buffers(param, grad, momentum_buf=momentum_buf)
+    grad = _signed(grad, maximize)
     T = param.dtype.type
     g = _decayed(grad, param, weight_decay, T)
     if momentum != 0:
@@ -93,13 +108,16 @@ def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weig
     param += T(-lr) * g
 
 
-def adagrad_step(param, grad, state_sum, *, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10, step):
+def adagrad_step(param, grad, state_sum, *, lr=0.01, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+                 maximize=False, step):
     """torch.optim.Adagrad: clr = lr / (1 + (step - 1) * lr_decay), state_sum += g*g,
     param -= clr * g / (sqrt(state_sum) + eps)."""
     lr, lr_decay = nonneg(lr, "lr"), nonneg(lr_decay, "lr_decay")
     weight_decay, eps = nonneg(weight_decay, "weight_decay"), nonneg(eps, "eps")
     step = check_step(step)
+    maximize = check_flag(maximize, "maximize")
     check_buffers(param, grad, state_sum=state_sum)
+    grad = _signed(grad, maximize)
     T = param.dtype.type
     g = _decayed(grad, param, weight_decay, T)
     clr = lr / (1 + (step - 1) * lr_decay)
@@ -109,11 +127,12 @@ def adagrad_step(param, grad, state_sum, *, lr=0.01, lr_decay=0.0, weight_decay=
 
 
 def rmsprop_step(param, grad, square_avg, *, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0,
-                 momentum=0.0, momentum_buf=None, centered=False, grad_avg=None):
+                 momentum=0.0, momentum_buf=None, centered=False, grad_avg=None, maximize=False):
     """torch.optim.RMSprop. momentum_buf is required when momentum > 0, grad_avg when
     centered (both start as zeros, as torch's state)."""
     lr, alpha, eps = nonneg(lr, "lr"), nonneg(alpha, "alpha"), nonneg(eps, "eps")
     weight_decay, momentum = nonneg(weight_decay, "weight_decay"), nonneg(momentum, "momentum")
+    maximize = check_flag(maximize, "maximize")
     if momentum > 0:
         _require(momentum_buf, "momentum_buf", "momentum > 0")
     else:
@@ -123,6 +142,7 @@ def rmsprop_step(param, grad, square_avg, *, lr=0.01, alpha=0.99, eps=1e-8, weig
     else:
         grad_avg = None
     check_buffers(param, grad, square_avg=square_avg, momentum_buf=momentum_buf, grad_avg=grad_avg)
+    grad = _signed(grad, maximize)
     T = param.dtype.type
     g = _decayed(grad, param, weight_decay, T)
     square_avg *= T(alpha)
@@ -142,15 +162,17 @@ def rmsprop_step(param, grad, square_avg, *, lr=0.01, alpha=0.99, eps=1e-8, weig
 
 
 def _adam(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-          amsgrad, max_exp_avg_sq, decoupled):
+          amsgrad, max_exp_avg_sq, maximize, decoupled):
     lr, eps, weight_decay = nonneg(lr, "lr"), nonneg(eps, "eps"), nonneg(weight_decay, "weight_decay")
     beta1, beta2 = _beta(beta1, "beta1"), _beta(beta2, "beta2")
     step = check_step(step)
+    maximize = check_flag(maximize, "maximize")
     if amsgrad:
         _require(max_exp_avg_sq, "max_exp_avg_sq", "amsgrad=True")
     else:
         max_exp_avg_sq = None
     check_buffers(param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, max_exp_avg_sq=max_exp_avg_sq)
+    grad = _signed(grad, maximize)
     T = param.dtype.type
     if decoupled:
         g = grad
@@ -175,15 +197,15 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8,
-              weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None):
+              weight_decay=0.0, amsgrad=False, max_exp_avg_sq=None, maximize=False):
     """torch.optim.Adam (L2 decay added to the gradient), with bias correction;
     max_exp_avg_sq is required when amsgrad."""
     _adam(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-          amsgrad, max_exp_avg_sq, decoupled=False)
+          amsgrad, max_exp_avg_sq, maximize, decoupled=False)
 
 
 def adamw_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8,
-               weight_decay=0.01, amsgrad=False, max_exp_avg_sq=None):
+               weight_decay=0.01, amsgrad=False, max_exp_avg_sq=None, maximize=False):
     """torch.optim.AdamW: param *= 1 - lr * weight_decay, then the Adam update."""
     _adam(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
-          amsgrad, max_exp_avg_sq, decoupled=True)
+          amsgrad, max_exp_avg_sq, maximize, decoupled=True)

@@ -3,60 +3,145 @@
 Like torch.optim.LBFGS, `step(closure)` re-evaluates the objective as often as it needs:
 the closure zeroes the gradients, computes the loss, fills every parameter's `.grad` and
 returns the loss (a float). Parameters live in one flat buffer (cygrad.nn.flatten), so
-the search directions are plain 1-D arrays over the whole model.
+the search directions are plain 1-D arrays over the whole model. One parameter group
+only (as torch's LBFGS); a frozen parameter (requires_grad=False) reads as a zero
+gradient and is never moved. `state_dict()` holds the search history (directions, step
+lengths, counters) as plain arrays and numbers, so a resumed run continues identically.
 """
 import numpy as np
 
-from cygrad.linesearch import armijo_backtracking, strong_wolfe
-from cygrad.optim import Optimizer
+from cygrad.autograd import bump_versions, enable_grad
+from cygrad.optim.linesearch import armijo_backtracking, strong_wolfe
+from cygrad.optim.optimizer import Optimizer
+
+# kinds of history entries: how state_dict stores them and load_state_dict checks them
+INT, FLOAT, FLOATS, VECTOR, VECTORS = "int", "float", "floats", "vector", "vectors"
 
 
 class _ClosureOptimizer(Optimizer):
-    """Shared plumbing: evaluate the closure, read the flat gradient, move along a direction."""
+    """Shared plumbing: evaluate the closure, read the flat gradient, move along a
+    direction; the history named in `_history` is the state_dict's state."""
 
-    def __init__(self, params, **hyper):
-        super().__init__(params, **hyper)
-        # the views every parameter was bound to, to notice a closure that rebinds .grad
-        self._grad_views = [p.grad for p in self.params]
+    _history = (("func_evals", INT), ("n_iter", INT))
+
+    def __init__(self, params, defaults):
+        super().__init__(params, defaults)
         self.func_evals = 0
+        self.n_iter = 0
+        self._active = None  # boolean mask of the trainable entries, None when all are
+
+    def _append_group(self, group):
+        if self.param_groups:  # before anything is flattened
+            raise ValueError(f"{type(self).__name__} doesn't support per-parameter options "
+                             "(parameter groups)")
+        super()._append_group(group)
+
+    @property
+    def _group(self):
+        return self.param_groups[0]
 
     def _evaluate(self, closure):
-        """Run the closure; return (loss, copy of the flat gradient)."""
-        loss = float(closure())
+        """Run the closure; return (loss, copy of the flat gradient, 0 where frozen)."""
+        with enable_grad():
+            loss = float(closure())
         self.func_evals += 1
-        for p, view in zip(self.params, self._grad_views):
-            if p.grad is not view:  # `p.grad = array` in the closure: take its values
-                view[...] = p.grad
-                p.grad = view
-        return loss, self.grad.copy()
+        g = self._grad.copy()
+        if self._active is not None:
+            g[~self._active] = 0
+        return loss, g
 
     def _directional(self, closure, x, d):
         """t -> (f, g) at x + t d, leaving the parameters at x afterwards."""
         def evaluate(t):
-            np.add(x, t * d, out=self.data)
+            np.add(x, t * d, out=self._data, where=self._where())
             result = self._evaluate(closure)
-            self.data[...] = x
+            self._data[...] = x
             return result
         return evaluate
 
     def _move(self, t, d):
-        self.data += t * d
+        np.add(self._data, t * d, out=self._data, where=self._where())
+
+    def _where(self):
+        """np.add's `where`: the trainable entries (True: all of them)."""
+        return True if self._active is None else self._active
+
+    def _trainable_mask(self):
+        if all(p.requires_grad for p in self._params):
+            return None
+        mask = np.zeros(self._data.size, bool)
+        for i, p in enumerate(self._params):
+            mask[self._offsets[i]:self._offsets[i + 1]] = p.requires_grad
+        return mask
 
     def step(self, closure=None):
+        """Minimise with up to max_iter iterations, calling `closure` as needed; returns
+        the loss of its first evaluation."""
         if closure is None:
             raise TypeError(f"{type(self).__name__}.step needs a closure that re-evaluates the "
                             "loss: opt.step(closure) (see cygrad.optim.LBFGS)")
+        self._check_fresh()
+        self._check_group(self._group)
+        self._active = self._trainable_mask()
         self.step_count += 1
         try:
             return self._step(closure)
         finally:
-            self._bump_versions()
+            bump_versions(self._params)
 
-    def state_dict(self):
-        raise NotImplementedError(f"{type(self).__name__} keeps a search history that is not "
-                                  "checkpointed; save the model alone (cg.save(path, model))")
+    # -- state_dict: the history as torch's LBFGS keeps it (state of parameter 0) -------
+    def _state_entries(self):
+        return {0: {name: _saved(getattr(self, name), kind) for name, kind in self._history}}
 
-    load_state_dict = state_dict
+    def _loaded_entries(self, saved_state, order):
+        entry = dict(saved_state.get(0, saved_state.get("0", {})))
+        values = {}
+        for name, kind in self._history:
+            if name not in entry:
+                raise ValueError(f"the state dict lacks {type(self).__name__}'s history {name!r}")
+            values[name] = _loaded(entry.pop(name), kind, self._data, name)
+        if entry:
+            raise ValueError(f"{sorted(entry)} are not in {type(self).__name__}'s history")
+        return values
+
+    def _check_complete(self, groups, entries):
+        pass
+
+    def _restore(self, entries):
+        for name, value in entries.items():
+            setattr(self, name, value)
+
+
+def _saved(value, kind):
+    """A history entry as plain data: arrays copied, a list of vectors as a 2-D array."""
+    if value is None:
+        return None
+    if kind == VECTORS:
+        return np.array(value) if value else np.zeros((0, 0))
+    if kind in (VECTOR, FLOATS):
+        return np.array(value, dtype=np.float64 if kind == FLOATS else None)
+    return int(value) if kind == INT else float(value)
+
+
+def _loaded(value, kind, like, name):
+    """A saved history entry back as the optimizer keeps it (vectors in the dtype of
+    the flat buffer `like`), its size checked."""
+    if value is None:
+        return [] if kind in (VECTORS, FLOATS) else None
+    if kind in (INT, FLOAT):
+        return int(value) if kind == INT else float(value)
+    a = np.array(value, dtype=np.float64 if kind == FLOATS else like.dtype)
+    if kind == FLOATS:
+        return [float(v) for v in a.reshape(-1)]
+    if kind == VECTOR and a.shape != like.shape:
+        raise ValueError(f"history {name!r} has shape {a.shape}, the parameters {like.shape}")
+    if kind == VECTORS:
+        if a.size == 0:
+            return []
+        if a.ndim != 2 or a.shape[1] != like.size:
+            raise ValueError(f"history {name!r} has shape {a.shape}, expected (k, {like.size})")
+        return [row.copy() for row in a]
+    return a
 
 
 class LBFGS(_ClosureOptimizer):
@@ -69,20 +154,22 @@ class LBFGS(_ClosureOptimizer):
     loss of the first evaluation, as torch does.
     """
 
-    defaults = dict(lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7,
-                    tolerance_change=1e-9, history_size=100, line_search_fn=None)
+    _history = _ClosureOptimizer._history + (
+        ("d", VECTOR), ("t", FLOAT), ("old_dirs", VECTORS), ("old_stps", VECTORS), ("ro", FLOATS),
+        ("H_diag", FLOAT), ("prev_flat_grad", VECTOR), ("prev_loss", FLOAT))
 
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7,
                  tolerance_change=1e-9, history_size=100, line_search_fn=None):
         if max_eval is None:
             max_eval = max_iter * 5 // 4
-        super().__init__(params, lr=float(lr), max_iter=int(max_iter), max_eval=int(max_eval),
-                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
-                         history_size=int(history_size), line_search_fn=line_search_fn)
         if line_search_fn not in (None, "strong_wolfe"):
             raise ValueError(f"line_search_fn must be None or 'strong_wolfe', got {line_search_fn!r}")
-        self.n_iter = 0
-        self.d = self.t = self.prev_grad = self.prev_loss = None
+        super().__init__(params, dict(lr=float(lr), max_iter=int(max_iter), max_eval=int(max_eval),
+                                      tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change,
+                                      history_size=int(history_size),
+                                      line_search_fn=line_search_fn))
+        self.d = self.t = self.prev_flat_grad = self.prev_loss = None
         self.old_dirs, self.old_stps, self.ro, self.H_diag = [], [], [], 1.0
 
     def _direction(self, g):
@@ -100,11 +187,11 @@ class LBFGS(_ClosureOptimizer):
 
     def _remember(self, g):
         """Add the pair (s, y) = (t d, g - g_prev) when it has positive curvature y.s."""
-        y = g - self.prev_grad
+        y = g - self.prev_flat_grad
         s = self.d * self.t
         ys = float(np.dot(y, s))
         if ys > 1e-10:
-            if len(self.old_dirs) == self.hyper["history_size"]:
+            if len(self.old_dirs) == self._group["history_size"]:
                 del self.old_dirs[0], self.old_stps[0], self.ro[0]
             self.old_dirs.append(y)
             self.old_stps.append(s)
@@ -112,7 +199,7 @@ class LBFGS(_ClosureOptimizer):
             self.H_diag = ys / float(np.dot(y, y))  # scale of the initial inverse Hessian
 
     def _step(self, closure):
-        h = self.hyper
+        h = self._group
         lr, max_iter, max_eval = h["lr"], h["max_iter"], h["max_eval"]
         tol_grad, tol_change = h["tolerance_grad"], h["tolerance_change"]
         loss, g = self._evaluate(closure)
@@ -127,7 +214,7 @@ class LBFGS(_ClosureOptimizer):
             else:
                 self._remember(g)
                 self.d = self._direction(g)
-            self.prev_grad = g.copy()
+            self.prev_flat_grad = g.copy()
             self.prev_loss = loss
             # first ever step: scaled so that it moves at most lr in the L1 norm
             t = min(1.0, 1.0 / float(np.abs(g).sum())) * lr if self.n_iter == 1 else lr
@@ -137,7 +224,7 @@ class LBFGS(_ClosureOptimizer):
                 break
             ls_evals = 0
             if h["line_search_fn"] is not None:
-                x = self.data.copy()
+                x = self._data.copy()
                 loss, g, t, ls_evals = strong_wolfe(self._directional(closure, x, d), d, loss, g,
                                                     gtd, t, max_ls=max_eval - evals)
                 self._move(t, d)
@@ -171,9 +258,8 @@ class ConjugateGradient(_ClosureOptimizer):
     g_prev.d_prev / g.d (line_search=None: every step is lr). Returns the first loss.
     """
 
-    defaults = dict(lr=1.0, beta="polak-ribiere", line_search="strong_wolfe", max_iter=20,
-                    max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9, c2=0.1,
-                    restart=None)
+    _history = _ClosureOptimizer._history + (
+        ("d", VECTOR), ("prev_grad", VECTOR), ("prev_t", FLOAT), ("prev_gtd", FLOAT))
 
     def __init__(self, params, lr=1.0, beta="polak-ribiere", line_search="strong_wolfe",
                  max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
@@ -184,26 +270,26 @@ class ConjugateGradient(_ClosureOptimizer):
             raise ValueError(f"line_search must be 'strong_wolfe' or None, got {line_search!r}")
         if max_eval is None:
             max_eval = max_iter * 5 // 4 if line_search is None else max_iter * 25
-        super().__init__(params, lr=float(lr), beta=beta, line_search=line_search,
-                         max_iter=int(max_iter), max_eval=int(max_eval),
-                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
-                         c2=float(c2), restart=restart)
         if not 0.0 < c2 < 1.0:
             raise ValueError(f"c2 must be in (0, 1), got {c2}")
-        self.n_iter = 0
+        super().__init__(params, dict(lr=float(lr), beta=beta, line_search=line_search,
+                                      max_iter=int(max_iter), max_eval=int(max_eval),
+                                      tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change, c2=float(c2),
+                                      restart=restart))
         self.d = self.prev_grad = None
         self.prev_t = self.prev_gtd = None
 
     def _beta(self, g):
         gg_prev = float(np.dot(self.prev_grad, self.prev_grad))
-        if self.hyper["beta"] == "fletcher-reeves":
+        if self._group["beta"] == "fletcher-reeves":
             return float(np.dot(g, g)) / gg_prev
         return max(0.0, float(np.dot(g, g - self.prev_grad)) / gg_prev)
 
     def _step(self, closure):
-        h = self.hyper
+        h = self._group
         tol_grad, tol_change = h["tolerance_grad"], h["tolerance_change"]
-        restart = h["restart"] or self.data.size
+        restart = h["restart"] or self._data.size
         loss, g = self._evaluate(closure)
         orig_loss, evals = loss, 1
         for _ in range(h["max_iter"]):
@@ -223,7 +309,7 @@ class ConjugateGradient(_ClosureOptimizer):
             self.n_iter += 1
             self.prev_grad, prev_loss = g, loss
             if h["line_search"] is not None:
-                x = self.data.copy()
+                x = self._data.copy()
                 loss, g, t, ls_evals = strong_wolfe(self._directional(closure, x, self.d),
                                                     self.d, loss, g, gtd, t, c2=h["c2"],
                                                     tolerance_change=tol_change,
@@ -254,8 +340,7 @@ class Newton(_ClosureOptimizer):
     tolerance_grad or the changes fall below tolerance_change. Returns the first loss.
     """
 
-    defaults = dict(lr=1.0, max_iter=20, tolerance_grad=1e-7, tolerance_change=1e-9,
-                    line_search="armijo")
+    _history = _ClosureOptimizer._history + (("damping", FLOAT),)
 
     def __init__(self, params, hessian_fn, lr=1.0, max_iter=20, tolerance_grad=1e-7,
                  tolerance_change=1e-9, line_search="armijo"):
@@ -263,16 +348,16 @@ class Newton(_ClosureOptimizer):
             raise TypeError("hessian_fn must be callable: x (flat parameters) -> (n, n) Hessian")
         if line_search not in ("armijo", None):
             raise ValueError(f"line_search must be 'armijo' or None, got {line_search!r}")
-        super().__init__(params, lr=float(lr), max_iter=int(max_iter),
-                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
-                         line_search=line_search)
-        self.hessian_fn = hessian_fn
+        super().__init__(params, dict(lr=float(lr), max_iter=int(max_iter),
+                                      tolerance_grad=tolerance_grad,
+                                      tolerance_change=tolerance_change, line_search=line_search))
+        self.hessian_fn = hessian_fn  # not in state_dict (a function), as LambdaLR's lambdas
         self.damping = 0.0  # the tau of the last factorisation
-        self.n_iter = 0
 
     def hessian(self):
-        n = self.data.size
-        view = self.data.view()
+        """hessian_fn at the flat parameters (read-only), its shape checked."""
+        n = self._data.size
+        view = self._data.view()
         view.flags.writeable = False
         H = np.asarray(self.hessian_fn(view), dtype=np.float64)
         if H.shape != (n, n):
@@ -296,8 +381,19 @@ class Newton(_ClosureOptimizer):
         z = _solve_triangular(L, -np.asarray(g, np.float64), lower=True)
         return _solve_triangular(L.T, z, lower=False)
 
+    def _newton_direction(self, g):
+        """The Newton direction in the trainable coordinates (H restricted to them: the
+        frozen ones are constants of the problem), 0 in the frozen ones."""
+        H = self.hessian()
+        if self._active is None:
+            return self.direction(H, g)
+        idx = np.flatnonzero(self._active)
+        d = np.zeros(g.size)
+        d[idx] = self.direction(H[np.ix_(idx, idx)], g[idx])
+        return d
+
     def _step(self, closure):
-        h = self.hyper
+        h = self._group
         tol_grad, tol_change = h["tolerance_grad"], h["tolerance_change"]
         loss, g = self._evaluate(closure)
         orig_loss = loss
@@ -305,11 +401,11 @@ class Newton(_ClosureOptimizer):
             if np.abs(g).max() <= tol_grad:
                 break
             self.n_iter += 1
-            d = self.direction(self.hessian(), g).astype(self.data.dtype)
+            d = self._newton_direction(g).astype(self._data.dtype)
             gtd = float(np.dot(g, d))
             prev_loss = loss
             if h["line_search"] == "armijo":
-                x = self.data.copy()
+                x = self._data.copy()
                 loss, g, t, _ = armijo_backtracking(self._directional(closure, x, d), d, loss,
                                                     g, gtd, h["lr"])
                 self._move(t, d)
