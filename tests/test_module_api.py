@@ -137,3 +137,11 @@ def test_replacing_or_deleting_a_child_keeps_the_order():
     del net.head
     assert [n for n, _ in net.named_children()] == ["body"] and not hasattr(net, "head")
     assert "head.weight" not in net.state_dict()
+
+
+def test_converting_a_model_an_optimizer_holds_is_refused_at_the_next_step():
+    model = cg.models.mlp(sizes=(4, 3, 2), seed=0)
+    opt = cg.optim.SGD(model.parameters(), lr=0.1)
+    model.double()
+    with pytest.raises(RuntimeError, match="flat buffer"):
+        opt.step()

@@ -67,7 +67,10 @@ class Parameter(Tensor):
             _copy_into(view, value, "grad")
 
     def _bind(self, data, grad):
-        """Make data and grad these views (of the flat buffers)."""
+        """Make data and grad these views (of the flat buffers); holders of the old
+        buffers notice through rebind_count()."""
+        global _rebinds
+        _rebinds += 1
         _DATA.__set__(self, data)
         _GRAD.__set__(self, grad)
 
