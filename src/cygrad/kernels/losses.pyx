@@ -354,6 +354,7 @@ cdef struct ClassTargets:
     int kind              # 32 or 64
     bint has_ignore       # False when no int64 equals ignore_index
     long long ignore      # rows whose target equals it are left out
+    Py_ssize_t kept       # rows not ignored (set by _class_targets)
 
 
 cdef inline long long _class_at(const ClassTargets *ct, Py_ssize_t i) noexcept nogil:
@@ -365,12 +366,16 @@ cdef inline bint _ignored(const ClassTargets *ct, long long cls) noexcept nogil:
     return ct.has_ignore and cls == ct.ignore
 
 
-cdef Py_ssize_t _first_bad_class(const ClassTargets *ct, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+cdef Py_ssize_t _first_bad_class(ClassTargets *ct, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """Index of the first target outside [0, c) and not ignored (-1: none); counts ct.kept."""
     cdef Py_ssize_t i
     cdef long long v
+    ct.kept = n
     for i in range(n):
         v = _class_at(ct, i)
-        if (v < 0 or v >= c) and not _ignored(ct, v):
+        if _ignored(ct, v):
+            ct.kept -= 1
+        elif v < 0 or v >= c:
             return i
     return -1
 
@@ -387,10 +392,11 @@ cdef int _index_kind(object target) except -1:
 
 cdef int _read_ignore_index(object v, ClassTargets *ct) except -1:
     """ignore_index: any int (TypeError otherwise); one outside int64 matches no target."""
-    import numpy
-    if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, (int, numpy.integer)):
-        raise TypeError(f"ignore_index must be an int, got {type(v).__name__}")
-    v = int(v)
+    if type(v) is not int:
+        import numpy
+        if isinstance(v, (bool, numpy.bool_)) or not isinstance(v, (int, numpy.integer)):
+            raise TypeError(f"ignore_index must be an int, got {type(v).__name__}")
+        v = int(v)
     ct.has_ignore = -2**63 <= v < 2**63
     ct.ignore = v if ct.has_ignore else 0
     return 0
@@ -398,7 +404,7 @@ cdef int _read_ignore_index(object v, ClassTargets *ct) except -1:
 
 cdef int _class_targets(object target, ClassTargets *ct, Py_ssize_t n, Py_ssize_t c) except -1:
     """Fill ct from a class-index target (ct.kind set), checked: shape (n,), C-contiguous,
-    every index in [0, c) or equal to ignore_index."""
+    every index in [0, c) or equal to ignore_index; counts the rows kept."""
     cdef Py_ssize_t bad
     if cnp.PyArray_NDIM(<cnp.ndarray>target) != 1 or cnp.PyArray_DIMS(<cnp.ndarray>target)[0] != n:
         raise ValueError(f"class-index target must have shape ({n},), got {target.shape}")
@@ -424,26 +430,27 @@ cdef const void *_class_weight(object weight, int t, object ref, str ref_name,
 
 
 cdef double _kept_weight(const ClassTargets *ct, const floating *w, Py_ssize_t n) noexcept nogil:
-    """sum of w[target_i] (1 without w) over the rows not ignored, in row order."""
+    """sum of w[target_i] over the rows not ignored, in row order."""
     cdef Py_ssize_t i
     cdef long long cls
     cdef double total = 0.0
     for i in range(n):
         cls = _class_at(ct, i)
         if not _ignored(ct, cls):
-            total += w[cls] if w != NULL else 1.0
+            total += w[cls]
     return total
 
 
 cdef double _class_mean_scale(const ClassTargets *ct, const void *w, int t, Py_ssize_t n):
-    """1 / (sum of the kept rows' class weights): torch's 'mean' for class targets.
-    NaN when that sum is 0 (as torch: its loss is then 0/0)."""
-    cdef double total
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            total = _kept_weight[float](ct, <const float *>w, n)
-        else:
-            total = _kept_weight[double](ct, <const double *>w, n)
+    """1 / (sum of the kept rows' class weights; their count without weights): torch's
+    'mean' for class targets. NaN when that sum is 0 (as torch: its loss is then 0/0)."""
+    cdef double total = <double>ct.kept
+    if w != NULL:
+        with nogil:
+            if t == cnp.NPY_FLOAT:
+                total = _kept_weight[float](ct, <const float *>w, n)
+            else:
+                total = _kept_weight[double](ct, <const double *>w, n)
     return 1.0 / total if total != 0.0 else NAN
 
 
@@ -454,7 +461,15 @@ cdef object _row_losses(object rows, int t):
 
 # ---- cross_entropy: fused log-softmax + loss + gradient, one row at a time -----------
 
-cdef inline double _smoothed(Py_ssize_t j, Py_ssize_t cls, const floating *tp, const floating *w,
+cdef struct CeArgs:
+    const ClassTargets *ct  # class-index targets; ct.idx NULL: probabilities in tp
+    const void *tp          # probability targets (N, C), or NULL
+    const void *w           # class weights (C,), or NULL
+    double eps              # label smoothing
+    double scale            # of the gradient
+
+
+cdef inline double _smoothed(Py_ssize_t j, long long cls, const floating *tp, const floating *w,
                              double eps, double keep, double off) noexcept nogil:
     """t'_j = w_j ((1 - eps) t_j + eps / C): t the probability row tp, or one-hot at cls."""
     cdef double tj
@@ -465,17 +480,18 @@ cdef inline double _smoothed(Py_ssize_t j, Py_ssize_t cls, const floating *tp, c
     return tj * w[j] if w != NULL else tj
 
 
-cdef double _ce_row(const floating *z, floating *g, Py_ssize_t c, Py_ssize_t cls,
-                    const floating *tp, const floating *w, double eps, double scale) noexcept nogil:
+cdef double _ce_row(const floating *z, floating *g, Py_ssize_t c, long long cls,
+                    const floating *tp, const floating *w, const CeArgs *a) noexcept nogil:
     """Loss of one row, -sum_j t'_j log_softmax_j, and its gradient
     (softmax * sum t' - t') * scale written to g (t' of _smoothed). Class target: cls >= 0,
     tp NULL; probability target: tp."""
     cdef floating m = row_max(z, c)
     cdef double s = exp_sum(z, m, g, c)  # g holds exp(z - m)
+    cdef double eps = a.eps, scale = a.scale
     cdef double lse = m + log(s), inv = 1.0 / s, off = eps / c, keep = 1.0 - eps
     cdef double loss = 0.0, tsum = 1.0, tj  # a one-hot row sums to 1, smoothed or not
     cdef Py_ssize_t j
-    if tp != NULL or w != NULL:
+    if tp != NULL or w != NULL:  # summed term by term, as the reference does
         tsum = 0.0
         for j in range(c):
             tsum += _smoothed(j, cls, tp, w, eps, keep, off)
@@ -487,37 +503,36 @@ cdef double _ce_row(const floating *z, floating *g, Py_ssize_t c, Py_ssize_t cls
 
 
 cdef void _ce_rows(const floating *z, floating *g, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c,
-                   const ClassTargets *ct, const floating *tp, const floating *w, double eps,
-                   double scale, double *row_loss) noexcept nogil:
+                   const CeArgs *a, double *row_loss) noexcept nogil:
     """Rows [r0, r1); an ignored row has loss 0 and gradient 0."""
     cdef Py_ssize_t r
     cdef long long cls = -1
+    cdef const floating *tp = <const floating *>a.tp
     for r in range(r0, r1):
-        if ct.idx != NULL:
-            cls = _class_at(ct, r)
-            if _ignored(ct, cls):
+        if a.ct.idx != NULL:
+            cls = _class_at(a.ct, r)
+            if _ignored(a.ct, cls):
                 row_loss[r] = 0.0
                 memset(g + r * c, 0, c * sizeof(floating))
                 continue
         row_loss[r] = _ce_row(z + r * c, g + r * c, c, cls, tp + r * c if tp != NULL else NULL,
-                              w, eps, scale)
+                              <const floating *>a.w, a)
 
 
-cdef double _ce(const floating *z, floating *g, Py_ssize_t n, Py_ssize_t c, const ClassTargets *ct,
-                const floating *tp, const floating *w, double eps, double scale,
+cdef double _ce(const floating *z, floating *g, Py_ssize_t n, Py_ssize_t c, const CeArgs *a,
                 double *row_loss) noexcept nogil:
     cdef int nt = num_threads()
     cdef Py_ssize_t step, k, lo, hi
     cdef double total = 0.0
     if nt < 2 or n * c < PAR_MIN_TRANSCENDENTAL or n < 2:
-        _ce_rows(z, g, 0, n, c, ct, tp, w, eps, scale, row_loss)
+        _ce_rows(z, g, 0, n, c, a, row_loss)
     else:
         step = (n + nt - 1) // nt
         for k in prange(nt, num_threads=nt, schedule="static"):
             lo = k * step
             hi = lo + step if lo + step < n else n
             if lo < hi:
-                _ce_rows(z, g, lo, hi, c, ct, tp, w, eps, scale, row_loss)
+                _ce_rows(z, g, lo, hi, c, a, row_loss)
     for k in range(n):  # row order, whatever the threads
         total += row_loss[k]
     return total
@@ -542,8 +557,8 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
 
     target: int32/int64 class indices (N,), each in [0, C) or equal to ignore_index, or
     float class probabilities (N, C) of the logits' dtype (ignore_index must then be
-    negative, as torch; it matches nothing). weight:
-    class weights (C,) of the logits' dtype, or None. With smoothing eps the target row is
+    negative, as torch; it matches nothing). weight: class weights (C,) of the logits'
+    dtype, or None. With smoothing eps the target row is
     t'_c = w_c ((1 - eps) t_c + eps / C) (torch weights its smoothing term too);
     loss_i = -sum_c t'_c log_softmax_c, grad_i = softmax * sum_c t'_c - t'. A row whose
     target is ignore_index has loss 0 and gradient 0. 'mean' divides by the sum of
@@ -567,13 +582,14 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
     ct.idx = NULL
     _read_ignore_index(ignore_index, &ct)
     ct.kind = _index_kind(target)
-    cdef const void *ptp = NULL
+    cdef CeArgs a
+    a.ct, a.tp, a.w, a.eps = &ct, NULL, pw, eps
     if ct.kind:
         _class_targets(target, &ct, n, c)
         if reduction == "mean":
             scale = _class_mean_scale(&ct, pw, t, n)
     elif cnp.PyArray_ISFLOAT(<cnp.ndarray>target):
-        ptp = _probability_target(target, t, logits, ignore_index)
+        a.tp = _probability_target(target, t, logits, ignore_index)
     else:
         raise TypeError(f"target must be int32/int64 class indices or float probabilities, "
                         f"got {target.dtype}")
@@ -591,13 +607,12 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
     cdef void *pz = cnp.PyArray_DATA(<cnp.ndarray>logits)
     cdef void *pg = cnp.PyArray_DATA(g)
     cdef double total
+    a.scale = scale
     with nogil:
         if t == cnp.NPY_FLOAT:
-            total = _ce[float](<float *>pz, <float *>pg, n, c, &ct, <const float *>ptp,
-                               <const float *>pw, eps, scale, row_loss)
+            total = _ce[float](<float *>pz, <float *>pg, n, c, &a, row_loss)
         else:
-            total = _ce[double](<double *>pz, <double *>pg, n, c, &ct, <const double *>ptp,
-                                <const double *>pw, eps, scale, row_loss)
+            total = _ce[double](<double *>pz, <double *>pg, n, c, &a, row_loss)
     if rows is not None:
         return _row_losses(rows, t), g
     if row_loss != &stack_rows[0]:

@@ -143,8 +143,8 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
 
     target: int32/int64 class indices (N,), each in [0, C) or equal to ignore_index, or
     float class probabilities (N, C) of the logits' dtype (ignore_index must then be
-    negative, as torch; it matches nothing). weight:
-    class weights (C,) of the logits' dtype, or None. With smoothing eps the target row is
+    negative, as torch; it matches nothing). weight: class weights (C,) of the logits'
+    dtype, or None. With smoothing eps the target row is
     t'_c = w_c ((1 - eps) t_c + eps / C) (torch weights its smoothing term too);
     loss_i = -sum_c t'_c log_softmax_c, grad_i = softmax * sum_c t'_c - t'. A row whose
     target is ignore_index has loss 0 and gradient 0. 'mean' divides by the sum of
