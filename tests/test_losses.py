@@ -756,9 +756,9 @@ def test_thread_count_does_not_change_bits_of_options(dtype):
                          K.binary_cross_entropy_with_logits(a, t, "none"),
                          K.binary_cross_entropy_with_logits(a, t, "mean", w, w + 0.5),
                          K.binary_cross_entropy(p, y, "sum", w), K.binary_cross_entropy(p, y, "none", w),
-                         K.cross_entropy(z, zt, "mean", 0.1, cw, 7), K.cross_entropy(z, zt, "none", 0.1, cw, 7),
-                         K.cross_entropy(z, zp, "sum", 0.1, cw), K.nll_loss(z, zt, "mean", cw, 7),
-                         K.nll_loss(z, zt, "none", cw, 7)])
+                         K.cross_entropy(z, zt, "mean", 0.1, cw, 7),
+                         K.cross_entropy(z, zt, "none", 0.1, cw, 7), K.cross_entropy(z, zp, "sum", 0.1, cw),
+                         K.nll_loss(z, zt, "mean", cw, 7), K.nll_loss(z, zt, "none", cw, 7)])
     for (l1, g1), (l2, g2) in zip(*runs):
         assert np.array_equal(l1, l2) and np.array_equal(g1, g2)
 

@@ -116,7 +116,7 @@ def _class_mean_scale(target, kept, w):
     return 1.0 / total if total != 0.0 else math.nan
 
 
-def _class_setup(x, x_name, target, reduction, weight, ignore_index):
+def _class_setup(x, x_name, reduction, weight, ignore_index):
     """Checks shared by cross_entropy and nll_loss after the input's own: the reduction's
     scale, the class weights (float64 or None) and the ignore_index (int or None)."""
     n, c = x.shape
@@ -160,7 +160,7 @@ def cross_entropy(logits, target, reduction="mean", label_smoothing=0.0, weight=
     eps = real(label_smoothing, "label_smoothing")
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
-    scale, w, ignore = _class_setup(logits, "logits", target, reduction, weight, ignore_index)
+    scale, w, ignore = _class_setup(logits, "logits", reduction, weight, ignore_index)
     kept = None
     if _is_class_index(target):
         kept = _class_targets(target, n, c, ignore)
@@ -201,7 +201,7 @@ def nll_loss(logp, target, reduction="mean", weight=None, ignore_index=-100):
     float_array(logp, "logp")
     check_ndim(logp, 2, "logp")
     n, c = logp.shape
-    scale, w, ignore = _class_setup(logp, "logp", target, reduction, weight, ignore_index)
+    scale, w, ignore = _class_setup(logp, "logp", reduction, weight, ignore_index)
     if not _is_class_index(target):
         raise TypeError(f"target must be int32/int64 class indices, got {target.dtype}")
     kept = _class_targets(target, n, c, ignore)
