@@ -234,8 +234,8 @@ def test_hypothesis_cross_entropy(n, c, scale, smoothing, dtype, seed):
 @BACKENDS
 def test_bad_inputs(B):
     a = np.ones((4, 3))
-    with pytest.raises(ValueError, match="reduction"):
-        B.mse_loss(a, a, "none")
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none', got 'bogus'"):
+        B.mse_loss(a, a, "bogus")
     with pytest.raises(ValueError, match="shape"):
         B.mse_loss(a, np.ones((3, 4)))
     with pytest.raises(TypeError, match="target"):
@@ -253,7 +253,7 @@ def test_bad_inputs(B):
     with pytest.raises(TypeError, match="w"):
         B.l2_penalty([1.0], 1.0)
     with pytest.raises(ValueError, match="reduction"):
-        B.l1_loss(a, a, "none")
+        B.l1_loss(a, a, "avg")
     with pytest.raises(ValueError, match="shape"):
         B.l1_loss(a, np.ones(12))
     with pytest.raises(TypeError, match="target"):
@@ -274,8 +274,8 @@ def test_class_target_bad_inputs(B, name):
     z = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"target\[2\] = 3 is out of range \[0, 3\)"):
         f(z, np.array([0, 1, 3, -1]))
-    with pytest.raises(ValueError, match=r"target\[1\] = -100"):
-        f(z, np.array([0, -100, 0, 0], np.int32))
+    with pytest.raises(ValueError, match=r"target\[1\] = -100"):  # -100 ignored only by default
+        f(z, np.array([0, -100, 0, 0], np.int32), ignore_index=5)
     with pytest.raises(ValueError, match="shape"):
         f(z, np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="C-contiguous"):
@@ -325,12 +325,15 @@ def test_nll_loss_bad_inputs(B):
 # ---- torch oracle ----------------------------------------------------------------------
 
 def torch_loss(fn, a, *args, **kw):
+    """torch's loss (a float, or the per-element array for reduction='none') and the
+    gradient of its sum with respect to a; array arguments go in as tensors."""
     torch = pytest.importorskip("torch")
     ta = torch.tensor(a, requires_grad=True)
     targs = [torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in args]
+    kw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
     loss = fn(ta, *targs, **kw)
-    loss.backward()
-    return loss.item(), ta.grad.numpy()
+    loss.sum().backward()
+    return (loss.item() if loss.ndim == 0 else loss.detach().numpy()), ta.grad.numpy()
 
 
 def check_torch(ours, theirs, dtype):
@@ -376,3 +379,432 @@ def test_nll_loss_against_torch(dtype, reduction, kind):
     check_torch(K.nll_loss(logp, t, reduction),
                 torch_loss(torch.nn.functional.nll_loss, logp, t.astype(np.int64), reduction=reduction),
                 dtype)
+
+
+# ---- reduction='none', class weights, ignore_index, BCE weight and pos_weight ----------
+
+REDUCTIONS3 = pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+ULPS = 4  # float32 agreement with torch, in float32 ulps of the largest magnitude
+IGNORES = {"default": -100, "custom": 3, "negative": -1}
+BCE_OPTIONS = pytest.mark.parametrize("name,options", [
+    ("binary_cross_entropy", ("weight",)),
+    ("binary_cross_entropy_with_logits", ("weight",)),
+    ("binary_cross_entropy_with_logits", ("pos_weight",)),
+    ("binary_cross_entropy_with_logits", ("weight", "pos_weight"))])
+
+
+def check_oracle(ours, theirs, dtype):
+    """Agreement with torch: float64 within 1e-12 relative (each loss element; the
+    gradient normwise), float32 within ULPS ulps (relative for a scalar loss, else of
+    the largest magnitude)."""
+    (lo, go), (lt, gt) = ours, theirs
+    f64 = np.dtype(dtype) == np.float64
+    rtol = 1e-12 if f64 else ULPS * float(np.finfo(np.float32).eps)
+    if np.ndim(lt) == 0:
+        assert isinstance(lo, float)
+        assert lo == pytest.approx(lt, rel=rtol, abs=0, nan_ok=True)
+    else:
+        assert lo.shape == lt.shape
+        assert_close(lo, lt, normwise=not f64, rtol=rtol)
+    assert_close(go, gt, normwise=True, rtol=rtol)
+
+
+def check_backends(got, want):
+    """Compiled vs reference for any reduction (a 'none' loss normwise, as a gradient)."""
+    if isinstance(want[0], float):
+        return check_pair(got, want)
+    assert got[0].shape == want[0].shape
+    assert_close(got[0], want[0], normwise=True)
+    assert_close(got[1], want[1], normwise=True)
+
+
+def class_case(kind, n, c, dtype, ignore, seed=20):
+    """(logits, target, target as torch takes it); every 5th class target is `ignore`."""
+    z = (rng(seed).standard_normal((n, c)) * 3).astype(dtype)
+    t = targets(kind, n, c, dtype, seed + 1)
+    if kind != "probs":
+        t[::5] = ignore
+        return z, t, t.astype(np.int64)
+    return z, t, t
+
+
+def class_options(ignore, weighted, c, dtype, seed=22):
+    """Keyword arguments: ignore_index unless the default, weight if weighted."""
+    kw = {} if ignore == "default" else {"ignore_index": IGNORES[ignore]}
+    if weighted:
+        kw["weight"] = rng(seed).uniform(0.2, 2.0, c).astype(dtype)
+    return kw
+
+
+def bce_case(name, options, shape, dtype, seed=30):
+    """(input, target, our options at the input's shape, torch's options: the same rows of
+    the last dimension, broadcast by torch as a user would pass them)."""
+    a, t = inputs(name, shape, dtype, seed)
+    ours, theirs = {}, {}
+    for k, opt in enumerate(options):
+        row = rng(seed + 1 + k).uniform(0.2, 3.0, shape[-1]).astype(dtype)
+        ours[opt], theirs[opt] = np.ascontiguousarray(np.broadcast_to(row, shape)), row
+    return a, t, ours, theirs
+
+
+@DTYPES
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits",
+                                  "binary_cross_entropy"])
+def test_pair_losses_none_against_torch(name, dtype):
+    F = pytest.importorskip("torch").nn.functional
+    a, t = inputs(name, (50, 40), dtype, seed=9)
+    ours = getattr(K, name)(a, t, "none")
+    assert ours[0].dtype == dtype and ours[0].shape == a.shape
+    check_oracle(ours, torch_loss(getattr(F, name), a, t, reduction="none"), dtype)
+    check_backends(ours, getattr(R, name)(a, t, "none"))
+
+
+@DTYPES
+@REDUCTIONS3
+@BCE_OPTIONS
+def test_bce_weights_against_torch(name, options, reduction, dtype):
+    F = pytest.importorskip("torch").nn.functional
+    a, t, ours, theirs = bce_case(name, options, (50, 40), dtype)
+    got = getattr(K, name)(a, t, reduction, **ours)
+    check_oracle(got, torch_loss(getattr(F, name), a, t, reduction=reduction, **theirs), dtype)
+    check_backends(got, getattr(R, name)(a, t, reduction, **ours))
+
+
+@DTYPES
+@REDUCTIONS3
+@CE_TARGETS
+@pytest.mark.parametrize("smoothing", [0.0, 0.15])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("ignore", list(IGNORES))
+def test_cross_entropy_options_against_torch(ignore, weighted, smoothing, kind, reduction, dtype):
+    """class weights (smoothing term weighted too), ignore_index (the default -100, one
+    inside [0, C), another negative) and 'none', as torch; probability targets take the
+    weights, and refuse an ignore_index >= 0 (torch raises too)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    z, t, tt = class_case(kind, 64, 10, dtype, IGNORES[ignore])
+    kw = class_options(ignore, weighted, 10, dtype)
+    if kind == "probs" and IGNORES[ignore] >= 0:
+        for B in (K, R):
+            with pytest.raises(ValueError, match="ignore_index = 3 applies to class-index targets only"):
+                B.cross_entropy(z, t, reduction, smoothing, **kw)
+        with pytest.raises(RuntimeError, match="ignore_index"):
+            torch_loss(F.cross_entropy, z, tt, reduction=reduction, label_smoothing=smoothing, **kw)
+        return
+    got = K.cross_entropy(z, t, reduction, smoothing, **kw)
+    check_oracle(got, torch_loss(F.cross_entropy, z, tt, reduction=reduction,
+                                 label_smoothing=smoothing, **kw), dtype)
+    check_backends(got, R.cross_entropy(z, t, reduction, smoothing, **kw))
+
+
+@DTYPES
+@REDUCTIONS3
+@pytest.mark.parametrize("kind", ["int64", "int32"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("ignore", list(IGNORES))
+def test_nll_loss_options_against_torch(ignore, weighted, kind, reduction, dtype):
+    F = pytest.importorskip("torch").nn.functional
+    z, t, tt = class_case(kind, 64, 10, dtype, IGNORES[ignore])
+    logp = R.log_softmax(z)
+    kw = class_options(ignore, weighted, 10, dtype)
+    got = K.nll_loss(logp, t, reduction, **kw)
+    check_oracle(got, torch_loss(F.nll_loss, logp, tt, reduction=reduction, **kw), dtype)
+    check_backends(got, R.nll_loss(logp, t, reduction, **kw))
+
+
+@BACKENDS
+@DTYPES
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_no_kept_row_or_weight_is_nan_like_torch(B, weighted, smoothing, dtype):
+    """'mean' over rows that are all ignored (0/0) or whose class weights sum to 0 is NaN,
+    with torch's gradient: 0 in ignored rows, NaN where a zero-weight row is divided by 0."""
+    F = pytest.importorskip("torch").nn.functional
+    z = (rng(40).standard_normal((5, 4)) * 2).astype(dtype)
+    w = np.array([0.0, 0.0, 0.0, 1.0], dtype) if weighted else None
+    cases = [np.full(5, -100)] + ([np.array([0, 1, 2, -100, 0])] if weighted else [])
+    for t in cases:
+        kw = {} if w is None else {"weight": w}
+        for name, x in (("cross_entropy", z), ("nll_loss", B.log_softmax(z))):
+            opts = dict(kw, label_smoothing=smoothing) if name == "cross_entropy" else kw
+            got = getattr(B, name)(x, t, **opts)
+            want = torch_loss(getattr(F, name), x, t, **opts)
+            assert np.isnan(got[0]) and np.isnan(want[0])
+            np.testing.assert_array_equal(np.isnan(got[1]), np.isnan(want[1]))
+            np.testing.assert_array_equal(np.nan_to_num(got[1]), np.nan_to_num(want[1]))
+            assert getattr(B, name)(x, t, "sum", **kw)[0] == pytest.approx(
+                torch_loss(getattr(F, name), x, t, reduction="sum", **kw)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_ignored_rows_are_left_out(name, reduction):
+    """The loss with ignored rows is the loss of the kept rows alone, bit for bit (the
+    row sum adds zeros; 'mean' divides by the kept count); ignored rows' gradient is 0."""
+    z = (rng(41).standard_normal((300, 7)) * 3).astype(np.float32)
+    t = targets("int64", 300, 7, np.float32, seed=42)
+    t[rng(43).random(300) < 0.3] = 4
+    kept = t != 4
+    f = getattr(K, name)
+    loss, grad = f(z, t, reduction, ignore_index=4)
+    want_loss, want_grad = f(np.ascontiguousarray(z[kept]), np.ascontiguousarray(t[kept]), reduction)
+    assert loss == want_loss
+    assert np.array_equal(grad[kept], want_grad) and not grad[~kept].any()
+    r_loss, r_grad = getattr(R, name)(z, t, reduction, ignore_index=4)
+    check_pair((loss, grad), (r_loss, r_grad))
+
+
+@BACKENDS
+def test_ignored_row_is_not_read(B):
+    """A NaN in an ignored row changes nothing: its loss and gradient are 0."""
+    z = rng(44).standard_normal((4, 3))
+    z[2] = np.nan
+    t = np.array([0, 2, -100, 1])
+    for name, x in (("cross_entropy", z), ("nll_loss", z)):
+        loss, grad = getattr(B, name)(x, t, "none")
+        assert loss[2] == 0.0 and np.isfinite(loss).all() and not grad[2].any()
+        assert np.isfinite(getattr(B, name)(x, t)[0])
+    assert np.isfinite(B.cross_entropy(z, t, label_smoothing=0.1, weight=np.ones(3))[0])
+
+
+@BACKENDS
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+def test_ignore_index_values(B, name):
+    """Any int: numpy integers; one outside int64 matches no target (so -100 is then out
+    of range); one equal to a real class leaves that class out."""
+    f = getattr(B, name)
+    z = rng(45).standard_normal((4, 3))
+    t = np.array([0, 1, 2, 1], np.int32)
+    assert f(z, t, "sum", ignore_index=np.int64(1))[0] == pytest.approx(
+        f(z[[0, 2]].copy(), t[[0, 2]].copy(), "sum")[0], rel=1e-15)
+    for big in (2**70, -2**70, 2**40):
+        loss, grad = f(z, t, ignore_index=big)
+        assert loss == f(z, t)[0] and np.array_equal(grad, f(z, t)[1])
+    with pytest.raises(ValueError, match=r"target\[1\] = -100 is out of range"):
+        f(z, np.array([0, -100, 0, 0]), ignore_index=2**70)
+
+
+@BACKENDS
+@DTYPES
+def test_neutral_options_change_nothing(B, dtype):
+    """weight of ones, pos_weight of ones and an absent ignore_index give the plain losses
+    (to rounding: the weighted forms round differently)."""
+    z = (rng(46).standard_normal((30, 6)) * 3).astype(dtype)
+    t = targets("int64", 30, 6, dtype, seed=47)
+    ones = np.ones(6, dtype)
+    for smoothing in (0.0, 0.3):
+        check_pair(B.cross_entropy(z, t, "mean", smoothing, ones, 17),
+                   B.cross_entropy(z, t, "mean", smoothing))
+    check_pair(B.nll_loss(z, t, "sum", ones), B.nll_loss(z, t, "sum"))
+    a, y = inputs("binary_cross_entropy_with_logits", (30, 6), dtype)
+    full = np.ones_like(a)
+    check_pair(B.binary_cross_entropy_with_logits(a, y, "mean", full, full),
+               B.binary_cross_entropy_with_logits(a, y, "mean"))
+    p, y = inputs("binary_cross_entropy", (30, 6), dtype)
+    check_pair(B.binary_cross_entropy(p, y, "sum", full), B.binary_cross_entropy(p, y, "sum"))
+
+
+@BACKENDS
+def test_none_of_empty_inputs(B):
+    e = np.empty((0,))
+    for name in ("mse_loss", "l1_loss", "binary_cross_entropy_with_logits", "binary_cross_entropy"):
+        loss, grad = getattr(B, name)(e, e, "none")
+        assert loss.shape == (0,) and grad.shape == (0,)
+    for name in ("cross_entropy", "nll_loss"):
+        loss, grad = getattr(B, name)(np.empty((0, 3), np.float32), np.empty(0, np.int64), "none")
+        assert loss.shape == (0,) and loss.dtype == np.float32 and grad.shape == (0, 3)
+
+
+@DTYPES
+def test_pos_weight_extreme_logits(dtype):
+    x = np.array([[1e4, -1e4, 0.0, 50.0, -50.0]], dtype)
+    y = np.array([[0.0, 1.0, 0.5, 0.3, 0.7]], dtype)
+    pw = np.full_like(x, 3.0)
+    for B in (K, R):
+        loss, grad = B.binary_cross_entropy_with_logits(x, y, "none", pos_weight=pw)
+        assert np.isfinite(loss).all() and np.isfinite(grad).all()
+        # x = 1e4 with y = 0 costs x; x = -1e4 with y = 1 costs pos_weight * |x|
+        assert loss[0, 0] == pytest.approx(1e4) and loss[0, 1] == pytest.approx(3e4)
+    check_backends(K.binary_cross_entropy_with_logits(x, y, "none", x * 0 + 2, pw),
+                   R.binary_cross_entropy_with_logits(x, y, "none", x * 0 + 2, pw))
+
+
+# ---- compiled vs reference, gradients, threads ----------------------------------------
+
+@PAIR_LOSSES
+@DTYPES
+@pytest.mark.parametrize("shape", SIZES)
+def test_pair_losses_none_match_reference(name, shape, dtype):
+    a, t = inputs(name, shape, dtype)
+    got = getattr(K, name)(a, t, "none")
+    assert got[0].dtype == dtype and got[0].shape == shape
+    check_backends(got, getattr(R, name)(a, t, "none"))
+
+
+@DTYPES
+@REDUCTIONS3
+@BCE_OPTIONS
+@pytest.mark.parametrize("shape", [(1,), (33,), (100_003,), (3, 7, 5)])
+def test_bce_weights_match_reference(shape, name, options, reduction, dtype):
+    a, t, ours, _ = bce_case(name, options, shape, dtype)
+    check_backends(getattr(K, name)(a, t, reduction, **ours), getattr(R, name)(a, t, reduction, **ours))
+
+
+@DTYPES
+@REDUCTIONS3
+@CE_TARGETS
+@pytest.mark.parametrize("shape", [(1, 1), (7, 1000), (600, 37)])
+def test_class_options_match_reference(shape, kind, reduction, dtype):
+    ignore = -1 if kind == "probs" else 0  # probability targets take only a negative one
+    z, t, _ = class_case(kind, *shape, dtype, ignore)
+    w = rng(23).uniform(0.0, 2.0, shape[1]).astype(dtype)
+    for smoothing in (0.0, 0.1):
+        check_backends(K.cross_entropy(z, t, reduction, smoothing, w, ignore),
+                       R.cross_entropy(z, t, reduction, smoothing, w, ignore))
+    if kind != "probs":
+        check_backends(K.nll_loss(z, t, reduction, w, 0), R.nll_loss(z, t, reduction, w, 0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40), c=st.integers(1, 12), smoothing=st.sampled_from([0.0, 0.3]),
+       reduction=st.sampled_from(["mean", "sum", "none"]), ignore=st.integers(-2, 3),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_hypothesis_class_options(n, c, smoothing, reduction, ignore, dtype, seed):
+    z = (rng(seed).standard_normal((n, c)) * 3).astype(dtype)
+    t = rng(seed).integers(0, c, n)
+    t[rng(seed + 1).random(n) < 0.3] = ignore  # may be all rows ('mean' is then NaN)
+    w = rng(seed + 2).uniform(0.0, 2.0, c).astype(dtype)
+    check_backends(K.cross_entropy(z, t, reduction, smoothing, w, ignore),
+                   R.cross_entropy(z, t, reduction, smoothing, w, ignore))
+    check_backends(K.nll_loss(z, t, reduction, w, ignore), R.nll_loss(z, t, reduction, w, ignore))
+
+
+def _gradcheck_none(f, x, per_row=False):
+    """gradcheck of a 'none' loss: its plain sum, and sum(loss * v) for a random v, whose
+    gradient is grad * v (elementwise, or row-wise for per-row losses)."""
+    g = f(x)[1]
+    gradcheck(lambda x: float(np.sum(f(x)[0])), [x], [g])
+    gradcheck(lambda x: f(x)[0], [x], lambda v: [g * (v[:, None] if per_row else v)])
+
+
+@BACKENDS
+@PAIR_LOSSES
+def test_gradcheck_pair_losses_none(B, name):
+    a, t = inputs(name, (4, 5), np.float64, seed=4)
+    if name == "binary_cross_entropy":
+        a = np.clip(a, 0.05, 0.95)
+    if name == "l1_loss":
+        a[np.abs(a - t) < 1e-2] += 0.1
+    _gradcheck_none(lambda a: getattr(B, name)(a, t, "none"), a)
+
+
+@BACKENDS
+@REDUCTIONS3
+@BCE_OPTIONS
+def test_gradcheck_bce_weights(B, name, options, reduction):
+    a, t, ours, _ = bce_case(name, options, (4, 5), np.float64, seed=8)
+    if name == "binary_cross_entropy":
+        a = np.clip(a, 0.05, 0.95)
+    f = lambda a: getattr(B, name)(a, t, reduction, **ours)  # noqa: E731
+    if reduction == "none":
+        _gradcheck_none(f, a)
+    else:
+        gradcheck(lambda a: f(a)[0], [a], [f(a)[1]])
+
+
+@BACKENDS
+@REDUCTIONS3
+@CE_TARGETS
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_gradcheck_cross_entropy_options(B, kind, smoothing, reduction):
+    ignore = -1 if kind == "probs" else 1
+    z, t, _ = class_case(kind, 7, 5, np.float64, ignore, seed=50)
+    w = rng(51).uniform(0.2, 2.0, 5)
+    f = lambda z: B.cross_entropy(z, t, reduction, smoothing, w, ignore)  # noqa: E731
+    if reduction == "none":
+        _gradcheck_none(f, z, per_row=True)
+    else:
+        gradcheck(lambda z: f(z)[0], [z], [f(z)[1]])
+
+
+@BACKENDS
+@REDUCTIONS3
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_gradcheck_nll_loss_options(B, weighted, reduction):
+    z, t, _ = class_case("int64", 7, 5, np.float64, ignore=-100, seed=52)
+    w = rng(53).uniform(0.2, 2.0, 5) if weighted else None
+    f = lambda z: B.nll_loss(z, t, reduction, w)  # noqa: E731
+    if reduction == "none":
+        _gradcheck_none(f, z, per_row=True)
+    else:
+        gradcheck(lambda z: f(z)[0], [z], [f(z)[1]])
+
+
+@DTYPES
+def test_thread_count_does_not_change_bits_of_options(dtype):
+    n = 1_000_003
+    a, t = inputs("binary_cross_entropy_with_logits", (n,), dtype)
+    p, y = inputs("binary_cross_entropy", (n,), dtype)
+    w = rng(60).uniform(0.0, 2.0, n).astype(dtype)
+    z, zt, _ = class_case("int64", 3000, 50, dtype, ignore=7)
+    zp = targets("probs", 3000, 50, dtype)
+    cw = rng(61).uniform(0.2, 2.0, 50).astype(dtype)
+    runs = []
+    for threads in (1, 2):
+        with cygrad.threads(threads):
+            runs.append([K.mse_loss(a, t, "none"), K.l1_loss(a, t, "none"),
+                         K.binary_cross_entropy_with_logits(a, t, "none"),
+                         K.binary_cross_entropy_with_logits(a, t, "mean", w, w + 0.5),
+                         K.binary_cross_entropy(p, y, "sum", w), K.binary_cross_entropy(p, y, "none", w),
+                         K.cross_entropy(z, zt, "mean", 0.1, cw, 7),
+                         K.cross_entropy(z, zt, "none", 0.1, cw, 7), K.cross_entropy(z, zp, "sum", 0.1, cw),
+                         K.nll_loss(z, zt, "mean", cw, 7), K.nll_loss(z, zt, "none", cw, 7)])
+    for (l1, g1), (l2, g2) in zip(*runs):
+        assert np.array_equal(l1, l2) and np.array_equal(g1, g2)
+
+
+# ---- errors of the options ------------------------------------------------------------
+
+def _option_errors():
+    """(argument named in the message, exception type, call on a backend)."""
+    p, z, t = np.full((4, 3), 0.5), np.zeros((4, 3)), np.array([0, 1, 2, 0])
+    bce, bcel = "binary_cross_entropy", "binary_cross_entropy_with_logits"
+    out = []
+    for name, x in ((bce, p), (bcel, p)):
+        out += [("weight", TypeError, name, (x, p), {"weight": p.astype(np.float32)}),
+                ("weight", ValueError, name, (x, p), {"weight": np.ones(3)}),  # not broadcast here
+                ("weight", TypeError, name, (x, p), {"weight": p.tolist()}),
+                ("weight", ValueError, name, (x, p), {"weight": np.ones((3, 4)).T}),
+                ("reduction", ValueError, name, (x, p, "bogus"), {})]
+    out += [("pos_weight", ValueError, bcel, (p, p), {"pos_weight": np.ones(3)}),
+            ("pos_weight", ValueError, bcel, (p, p), {"pos_weight": np.ones((4, 1))}),
+            ("pos_weight", TypeError, bcel, (p, p), {"pos_weight": p.astype(np.float32)})]
+    for name in ("cross_entropy", "nll_loss"):
+        out += [("weight", ValueError, name, (z, t), {"weight": np.ones(4)}),
+                ("weight", ValueError, name, (z, t), {"weight": np.ones((3, 1))}),
+                ("weight", ValueError, name, (z, t), {"weight": np.ones(6)[::2]}),
+                ("weight", TypeError, name, (z, t), {"weight": np.ones(3, np.float32)}),
+                ("weight", TypeError, name, (z, t), {"weight": np.ones(3, np.int64)}),
+                ("weight", TypeError, name, (z, t), {"weight": [1.0, 1.0, 1.0]}),
+                ("reduction", ValueError, name, (z, t, "bogus"), {}),
+                ("ignore_index", TypeError, name, (z, t), {"ignore_index": 1.0}),
+                ("ignore_index", TypeError, name, (z, t), {"ignore_index": None}),
+                ("ignore_index", TypeError, name, (z, t), {"ignore_index": True}),
+                ("ignore_index", TypeError, name, (z, t), {"ignore_index": np.array([1])})]
+    probs = np.full((4, 3), 1 / 3)
+    out += [("weight", ValueError, "cross_entropy", (z, probs), {"weight": np.ones(2)}),
+            ("ignore_index", ValueError, "cross_entropy", (z, probs), {"ignore_index": 0}),
+            ("ignore_index", ValueError, "cross_entropy", (z, probs), {"ignore_index": 2**70})]
+    return out
+
+
+@pytest.mark.parametrize("arg,exc,name,args,kw", _option_errors(),
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_option_errors_same_on_both_backends(arg, exc, name, args, kw):
+    messages = []
+    for B in (K, R):
+        with pytest.raises(exc, match=arg) as info:
+            getattr(B, name)(*args, **kw)
+        assert type(info.value) is exc
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]

@@ -17,9 +17,10 @@ cdef inline double nonneg(object v, str name) except? -1.0:
     return d
 
 cdef inline double reduction_divisor(object reduction, Py_ssize_t n) except? -1.0:
-    """1/n for 'mean' (NaN for an empty input, as torch), 1 for 'sum'."""
+    """1/n for 'mean' (NaN for an empty input, as torch); 1 for 'sum' and for 'none'
+    (whose gradient is that of the sum of the per-element losses)."""
     if reduction == "mean":
         return 1.0 / n if n else float("nan")
-    if reduction == "sum":
+    if reduction == "sum" or reduction == "none":
         return 1.0
-    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
