@@ -385,14 +385,8 @@ def test_functional_refuses_what_it_cannot_compute():
     F = cg.nn.functional
     x = np.zeros((2, 3, 5, 5), np.float32)
     w = np.zeros((4, 3, 3, 3), np.float32)
-    for call in (lambda: F.max_pool2d(x, 2, ceil_mode=True),
-                 lambda: F.max_pool2d(x, 2, dilation=2),
-                 lambda: F.avg_pool2d(x, 2, count_include_pad=False),
-                 lambda: F.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), reduction="none"),
-                 lambda: F.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), weight=np.ones(3)),
-                 lambda: F.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), ignore_index=1),
-                 lambda: F.binary_cross_entropy_with_logits(np.zeros(2), np.zeros(2),
-                                                            pos_weight=np.ones(2))):
+    for call in (lambda: F.max_pool2d(x, 2, dilation=2),
+                 lambda: F.mse_loss(np.zeros(2), np.zeros(2), weight=np.ones(2))):
         with pytest.raises(NotImplementedError, match="not supported"):
             call()
     soft = cg.tensor(np.full((2, 3), 1 / 3), requires_grad=True)

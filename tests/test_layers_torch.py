@@ -31,6 +31,7 @@ def compare(ours, theirs, arrays, check_grads=True, tol=1e-12):
             assert _rel(x.grad, t.grad.numpy()) <= tol, f"gradient of input {i}"
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on even kernels
 @pytest.mark.parametrize("k,d", [(3, 1), (2, 1), (4, 1), (2, 3), (3, 2)])
 def test_conv2d_padding_same_including_even_kernels(k, d):
     rng = np.random.default_rng(0)
@@ -40,3 +41,78 @@ def test_conv2d_padding_same_including_even_kernels(k, d):
             lambda x, w, b: TF.conv2d(x, w, b, padding="same", dilation=d), arrays)
     compare(lambda x, w, b: F.conv2d(x, w, b, padding="valid"),
             lambda x, w, b: TF.conv2d(x, w, b, padding="valid"), arrays)
+
+
+def _loss_case(ours, theirs, x, *extra, tol=1e-12):
+    """Loss values and input gradients of ours(x) and theirs(x) (extra: non-grad arrays)."""
+    xt, tx = cg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y = ours(xt, *extra)
+    ty = theirs(tx, *[torch.from_numpy(np.asarray(e)) for e in extra])
+    assert y.shape == tuple(ty.shape)
+    assert _rel(y.data, ty.detach().numpy()) <= tol
+    g = np.random.default_rng(3).standard_normal(y.shape)
+    y.backward(g)
+    ty.backward(torch.tensor(g))
+    assert _rel(xt.grad, tx.grad.numpy()) <= tol
+
+
+RNG = np.random.default_rng(11)
+LOGITS = RNG.standard_normal((6, 4))
+LABELS = np.array([0, 3, -100, 1, 2, 3])          # -100: torch's default ignore_index
+WEIGHT = np.array([0.5, 2.0, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kwargs", [{}, {"weight": WEIGHT}, {"ignore_index": 3},
+                                    {"weight": WEIGHT, "label_smoothing": 0.2},
+                                    {"label_smoothing": 0.1, "ignore_index": 1}])
+def test_cross_entropy_and_nll_options(reduction, kwargs):
+    labels = LABELS if "ignore_index" not in kwargs else np.abs(LABELS) % 4
+    kw = dict(kwargs, reduction=reduction)
+    wrap = lambda d: {k: (torch.tensor(v) if isinstance(v, np.ndarray) else v) for k, v in d.items()}  # noqa: E731
+    _loss_case(lambda x, t: F.cross_entropy(x, t, **kw),
+               lambda x, t: TF.cross_entropy(x, t, **wrap(kw)), LOGITS, labels)
+    nll_kw = {k: v for k, v in kw.items() if k != "label_smoothing"}
+    _loss_case(lambda x, t: F.nll_loss(F.log_softmax(x, 1), t, **nll_kw),
+               lambda x, t: TF.nll_loss(TF.log_softmax(x, 1), t, **wrap(nll_kw)), LOGITS, labels)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_cross_entropy_k_dimensional_and_probabilities(reduction):
+    x = RNG.standard_normal((2, 4, 3, 5))
+    t = RNG.integers(0, 4, (2, 3, 5))
+    t[0, 0, :2] = -100
+    w = torch.tensor(WEIGHT)
+    _loss_case(lambda a, b: F.cross_entropy(a, b, weight=WEIGHT, reduction=reduction),
+               lambda a, b: TF.cross_entropy(a, b, weight=w, reduction=reduction), x, t)
+    probs = RNG.dirichlet(np.ones(4), 6)
+    _loss_case(lambda a, b: F.cross_entropy(a, b, weight=WEIGHT, reduction=reduction),
+               lambda a, b: TF.cross_entropy(a, b, weight=w, reduction=reduction), LOGITS, probs)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_elementwise_losses_with_weights_and_reduction_none(reduction):
+    x, target = RNG.standard_normal((5, 3)), RNG.random((5, 3))
+    w, pos = RNG.random(3) + 0.5, RNG.random(3) * 3
+    tw, tpos = torch.tensor(w), torch.tensor(pos)
+    _loss_case(lambda a, t: F.mse_loss(a, t, reduction=reduction),
+               lambda a, t: TF.mse_loss(a, t, reduction=reduction), x, target)
+    _loss_case(lambda a, t: F.l1_loss(a, t, reduction=reduction),
+               lambda a, t: TF.l1_loss(a, t, reduction=reduction), x, target)
+    _loss_case(lambda a, t: F.binary_cross_entropy(F.sigmoid(a), t, weight=w, reduction=reduction),
+               lambda a, t: TF.binary_cross_entropy(torch.sigmoid(a), t, weight=tw,
+                                                    reduction=reduction), x, target)
+    _loss_case(lambda a, t: F.binary_cross_entropy_with_logits(a, t, weight=w, pos_weight=pos,
+                                                               reduction=reduction),
+               lambda a, t: TF.binary_cross_entropy_with_logits(a, t, weight=tw, pos_weight=tpos,
+                                                                reduction=reduction), x, target)
+
+
+def test_loss_modules_register_their_weights_as_buffers():
+    ce = cg.nn.CrossEntropyLoss(weight=WEIGHT, reduction="none")
+    assert list(ce.state_dict()) == list(torch.nn.CrossEntropyLoss(
+        weight=torch.tensor(WEIGHT)).state_dict()) == ["weight"]
+    out = ce(LOGITS, np.abs(LABELS) % 4)
+    assert out.shape == (6,)
+    bce = cg.nn.BCEWithLogitsLoss(pos_weight=np.ones(3))
+    assert list(bce.state_dict()) == ["pos_weight"]

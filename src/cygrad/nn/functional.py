@@ -450,7 +450,7 @@ def dropout_seeded(input, p, seed):
 
 def _reduction(fn, size_average, reduce, reduction):
     """torch's legacy size_average/reduce arguments as a reduction, then checked."""
-    if size_average is None and reduce is None and (reduction == "mean" or reduction == "sum"):
+    if size_average is None and reduce is None and reduction in ("mean", "sum", "none"):
         return reduction
     if size_average is not None or reduce is not None:
         warnings.warn("size_average and reduce args will be deprecated, please use "
@@ -459,42 +459,56 @@ def _reduction(fn, size_average, reduce, reduction):
             reduction = "none"
         else:
             reduction = "sum" if size_average is False else "mean"
-    if reduction == "none":
-        _unsupported(fn, "reduction='none'")
-    if reduction not in ("mean", "sum"):
+    if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{fn}: {reduction!r} is not a valid value for reduction "
-                         "(use 'mean' or 'sum')")
+                         "(use 'mean', 'sum' or 'none')")
     return reduction
 
 
 def _scaled(grad, g):
-    """The saved d loss / d input times the upstream gradient of the scalar loss."""
+    """The saved d loss / d input times the upstream gradient of a reduced (0-d) loss."""
     return grad if g == 1 else grad * g
 
 
-def _loss_output(name, loss, grad, x, dtype):
-    """The loss as a 0-d tensor of the input's dtype, with one node whose backward is the
-    gradient the fused kernel returned with the loss."""
-    out = np.array(loss, dtype)
+def _loss_output(name, loss, grad, x, upstream):
+    """The loss as a tensor of the input's dtype (0-d, or the per-element losses for
+    reduction='none'), with one node: the gradient the fused kernel returned with the
+    loss, times the upstream gradient (upstream(grad, g) -> d / d input)."""
+    out = np.array(loss, x.data.dtype) if np.ndim(loss) == 0 else loss
     if not needs_grad(x):
         return wrap(out)
-    return record(out, name, lambda g: (_scaled(grad, g),), (x,))
+    return record(out, name, lambda g: (upstream(grad, g),), (x,))
 
 
-def _no_target_grad(fn, target):
-    if isinstance(target, Tensor) and needs_grad(target):
-        _unsupported(fn, "a gradient with respect to the target")
+def _no_grad_for(fn, what, value):
+    if isinstance(value, Tensor) and needs_grad(value):
+        _unsupported(fn, f"a gradient with respect to {what}")
 
 
-def _class_targets(fn, input, target, ignore_index):
-    """(logits as rows (M, C), targets (M,) or (M, C), a function mapping the (M, C)
-    gradient back to input's shape): torch's (C,), (N, C) and (N, C, d1, ...) layouts."""
+def _as_dtype_of(fn, name, value, like, shape=None):
+    """value (Tensor/array-like) as a C-contiguous array of like's dtype (broadcast to
+    shape when given), or None."""
+    if value is None:
+        return None
+    _no_grad_for(fn, name, value)
+    a = np.asarray(value.data if isinstance(value, Tensor) else value)
+    if shape is not None:
+        try:
+            a = np.broadcast_to(a, shape)
+        except ValueError:
+            raise ValueError(f"{fn}: {name} of shape {a.shape} does not broadcast to the input's "
+                             f"shape {shape}") from None
+    return _c(a, like.dtype)
+
+
+def _class_targets(fn, input, target):
+    """(logits as rows (M, C), targets (M,) or (M, C), the per-row shape of the loss, a
+    function mapping (M, C) back to the input's layout): torch's (C,), (N, C) and
+    (N, C, d1, ...) inputs."""
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind in "iub":
         if t.dtype not in (np.int32, np.int64):
             t = t.astype(np.int64)
-        if ignore_index >= 0 and np.any(t == ignore_index):
-            _unsupported(fn, f"ignore_index={ignore_index} (targets equal to it)")
         indices = True
     elif t.dtype.kind == "f":
         indices = False
@@ -503,34 +517,34 @@ def _class_targets(fn, input, target, ignore_index):
                         f"probabilities (floats), got {t.dtype}")
     xd = input.data
     shape = xd.shape
+    if xd.ndim == 0:
+        raise ValueError(f"{fn}: input must have a class dimension, got a 0-d input")
     if xd.ndim == 1:
-        rows = xd.reshape(1, -1)
+        rows, row_shape = xd.reshape(1, -1), ()
         t = t.reshape(1) if indices else t.reshape(1, -1)
         back = lambda g: g.reshape(shape)  # noqa: E731
     elif xd.ndim == 2:
-        rows = xd
-        back = None
-    elif xd.ndim > 2:
-        rows = _rows(xd, 1)
-        if indices:
-            t = t.reshape(-1)
-        else:
-            t = _rows(np.asarray(t), 1)
-        back = lambda g: _unrows(g, shape, 1)  # noqa: E731
+        rows, row_shape, back = xd, shape[:1], None
     else:
-        raise ValueError(f"{fn}: input must have a class dimension, got a 0-d input")
-    t = np.ascontiguousarray(t) if indices else np.ascontiguousarray(t, dtype=xd.dtype)
-    return np.ascontiguousarray(rows), t, back
+        rows, row_shape = _rows(xd, 1), shape[:1] + shape[2:]
+        t = t.reshape(-1) if indices else _rows(np.asarray(t), 1)
+        back = lambda g: _unrows(g, shape, 1)  # noqa: E731
+    t = _c(t) if indices else _c(t, xd.dtype)
+    return np.ascontiguousarray(rows), t, row_shape, back
 
 
-def _class_loss(fn, kernel, node, input, target, weight, ignore_index, reduction, **opts):
-    if weight is not None:
-        _unsupported(fn, "weight= (class weights)")
-    _no_target_grad(fn, target)
+def _class_loss(fn, kernel, node, input, target, weight, reduction, **opts):
+    _no_grad_for(fn, "the target", target)
     x = _in(input)
-    rows, t, back = _class_targets(fn, x, target, ignore_index)
-    loss, grad = getattr(backend.current(), kernel)(rows, t, reduction=reduction, **opts)
-    return _loss_output(node, loss, grad if back is None else back(grad), x, x.data.dtype)
+    rows, t, row_shape, back = _class_targets(fn, x, target)
+    w = _as_dtype_of(fn, "weight", weight, x.data)
+    loss, grad = getattr(backend.current(), kernel)(rows, t, reduction=reduction, weight=w, **opts)
+    back = back or (lambda g: g)
+    if reduction != "none":
+        return _loss_output(node, loss, grad, x, lambda grad, g: back(_scaled(grad, g)))
+    # per-row losses in the target's layout; the gradient scales row by row
+    return _loss_output(node, loss.reshape(row_shape), grad, x,
+                        lambda grad, g: back(grad * np.reshape(g, (-1, 1))))
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -538,44 +552,48 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """Softmax cross-entropy of logits against class indices or class probabilities
     (torch.nn.functional.cross_entropy), fused with its gradient (softmax - target) / N.
 
-    input (N, C), (C,) or (N, C, d1, ...); label_smoothing as torch. Not supported:
-    weight, a target equal to a non-negative ignore_index, reduction='none'.
+    input (N, C), (C,) or (N, C, d1, ...); weight: class weights (C,) ('mean' then
+    divides by the summed weights of the counted rows); targets equal to ignore_index
+    count for nothing; label_smoothing and reduction='none' as torch.
     """
     reduction = _reduction("cross_entropy", size_average, reduce, reduction)
     return _class_loss("cross_entropy", "cross_entropy", "CrossEntropyBackward", input, target,
-                       weight, ignore_index, reduction, label_smoothing=label_smoothing)
+                       weight, reduction, label_smoothing=label_smoothing,
+                       ignore_index=ignore_index)
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood of log-probabilities (N, C) at class indices
-    (torch.nn.functional.nll_loss): -mean(input[i, target_i])."""
+    (torch.nn.functional.nll_loss): -mean(weight[t_i] * input[i, t_i]), with weight and
+    ignore_index as cross_entropy."""
     reduction = _reduction("nll_loss", size_average, reduce, reduction)
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     if t.dtype.kind == "f":
         raise TypeError(f"nll_loss: target must hold class indices (integers), got {t.dtype}")
     return _class_loss("nll_loss", "nll_loss", "NllLossBackward", input, target, weight,
-                       ignore_index, reduction)
+                       reduction, ignore_index=ignore_index)
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    """mean (or sum) of (input - target)^2 (torch.nn.functional.mse_loss); a target of
-    another shape is broadcast with torch's warning."""
+    """mean (or sum, or each) of (input - target)^2 (torch.nn.functional.mse_loss); a
+    target of another shape is broadcast with torch's warning."""
     if weight is not None:
         _unsupported("mse_loss", "weight=")
     reduction = _reduction("mse_loss", size_average, reduce, reduction)
-    return _mse_like("mse_loss", "MseLossBackward", input, target, reduction)
+    return _difference_loss("mse_loss", "MseLossBackward", input, target, reduction)
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    """mean (or sum) of |input - target| (torch.nn.functional.l1_loss); derivative sign(x - t)."""
+    """mean (or sum, or each) of |input - target| (torch.nn.functional.l1_loss);
+    derivative sign(x - t)."""
     if weight is not None:
         _unsupported("l1_loss", "weight=")
     reduction = _reduction("l1_loss", size_average, reduce, reduction)
-    return _mse_like("l1_loss", "L1LossBackward", input, target, reduction)
+    return _difference_loss("l1_loss", "L1LossBackward", input, target, reduction)
 
 
-def _mse_like(fn, node, input, target, reduction):
+def _difference_loss(fn, node, input, target, reduction):
     """mse_loss and l1_loss: functions of input - target, so d/d target = -d/d input."""
     x = _in(input)
     t = target if isinstance(target, Tensor) else None
@@ -588,17 +606,15 @@ def _mse_like(fn, node, input, target, reduction):
                       "broadcasting. Please ensure they have the same size.", UserWarning,
                       stacklevel=3)
         xs, td = np.broadcast_arrays(xd, td)
-    loss, grad = getattr(backend.current(), fn)(_c(xs),
-                                                _c(td, xd.dtype),
-                                                reduction=reduction)
-    out = np.array(loss, xd.dtype)
+    loss, grad = getattr(backend.current(), fn)(_c(xs), _c(td, xd.dtype), reduction=reduction)
+    out = np.array(loss, xd.dtype) if reduction != "none" else loss
     need_x = x.requires_grad
     need_t = t is not None and t.requires_grad
     if not ((need_x or need_t) and _grad_on()):
         return wrap(out)
 
     def backward(g):
-        full = _scaled(grad, g)
+        full = _scaled(grad, g) if reduction != "none" else grad * g
         gx = _unbroadcast(full, xd.shape, xd.dtype) if need_x else None
         if t is None:
             return (gx,)
@@ -607,37 +623,40 @@ def _mse_like(fn, node, input, target, reduction):
     return record(out, node, backward, (x,) if t is None else (x, t))
 
 
-def _binary_loss(fn, kernel, node, input, target, weight, reduction):
-    if weight is not None:
-        _unsupported(fn, "weight=")
-    _no_target_grad(fn, target)
+def _binary_loss(fn, kernel, node, input, target, reduction, **weights):
+    _no_grad_for(fn, "the target", target)
     x = _in(input)
     xd = _c(x.data)
     td = np.asarray(target.data if isinstance(target, Tensor) else target)
     if td.shape != xd.shape:
         raise ValueError(f"{fn}: target size ({td.shape}) must be the same as input size "
                          f"({xd.shape})")
-    loss, grad = getattr(backend.current(), kernel)(xd, _c(td, xd.dtype),
-                                                    reduction=reduction)
-    return _loss_output(node, loss, grad, x, xd.dtype)
+    weights = {k: _as_dtype_of(fn, k, v, xd, xd.shape) for k, v in weights.items()}
+    loss, grad = getattr(backend.current(), kernel)(xd, _c(td, xd.dtype), reduction=reduction,
+                                                    **weights)
+    if reduction != "none":
+        return _loss_output(node, loss, grad, x, _scaled)
+    return _loss_output(node, loss, grad, x, lambda grad, g: grad * g)
 
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
-    """-(t log p + (1 - t) log(1 - p)) on probabilities, log clamped at -100 (torch)."""
+    """-(t log p + (1 - t) log(1 - p)) on probabilities, log clamped at -100 (torch);
+    weight (broadcast to the input) rescales each element's loss."""
     reduction = _reduction("binary_cross_entropy", size_average, reduce, reduction)
     return _binary_loss("binary_cross_entropy", "binary_cross_entropy", "BinaryCrossEntropyBackward",
-                        input, target, weight, reduction)
+                        input, target, reduction, weight=weight)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
-    """Binary cross-entropy on logits, in the stable form max(x,0) - x t + log(1 + exp(-|x|))."""
-    if pos_weight is not None:
-        _unsupported("binary_cross_entropy_with_logits", "pos_weight=")
+    """Binary cross-entropy on logits, in the stable form max(x,0) - x t + log(1 + exp(-|x|));
+    weight and pos_weight (the positive examples' weight, broadcast along the last
+    dimension) as torch."""
     reduction = _reduction("binary_cross_entropy_with_logits", size_average, reduce, reduction)
     return _binary_loss("binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits",
-                        "BinaryCrossEntropyWithLogitsBackward", input, target, weight, reduction)
+                        "BinaryCrossEntropyWithLogitsBackward", input, target, reduction,
+                        weight=weight, pos_weight=pos_weight)
 
 
 def flatten(input, start_dim=0, end_dim=-1):
