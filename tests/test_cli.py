@@ -149,3 +149,22 @@ def test_plot_with_matplotlib(fake_mnist, tmp_path, capsys):
                  "--plot", str(plot)]) == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"curves written to {plot}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "step", "onecycle"])
+def test_lr_schedules_train_and_resume(schedule, fake_mnist, tmp_path, capsys):
+    ck = tmp_path / "run.npz"
+    args = ["train", "mlp", "--data", str(fake_mnist), "--no-progress", "--lr", "0.01",
+            "--lr-schedule", schedule, "--checkpoint", str(ck)]
+    assert main(args + ["--epochs", "3"]) == 0
+    info = cg.io.read(ck)[1]
+    sched, meta = info["scheduler"]["state"], info["meta"]
+    assert meta["lr_schedule"] == schedule and meta["epoch"] == 3 and meta["schedule_epochs"] == 3
+    assert sched["last_epoch"] == (3 * 4 if schedule == "onecycle" else 3)  # 256 images / 64
+    assert "warning" not in capsys.readouterr().err
+    if schedule == "onecycle":  # a one-cycle plan cannot be stretched on resume
+        assert main(args + ["--epochs", "5", "--resume"]) == 2
+        assert "resume it with --epochs 3" in capsys.readouterr().err
+    else:
+        assert main(args + ["--epochs", "4", "--resume"]) == 0
+        assert "schedule_epochs 3 -> 4" in capsys.readouterr().err

@@ -470,3 +470,81 @@ def test_distributed_callbacks_stop_every_rank_and_log_on_rank_zero(tmp_path):
     for rank in (0, 1):
         assert (tmp_path / f"epochs{rank}.txt").read_text() == "[1, 2]"  # rank 0 decided
     assert len(_csv_rows(tmp_path / "log0.csv")) == 3 and not (tmp_path / "log1.csv").exists()
+
+
+def _scheduled(fake_mnist, epochs, make_scheduler, **kwargs):
+    train, test = _fake_loaders(fake_mnist)
+    model = _model(0, False)
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = make_scheduler(opt, len(train))
+    history = cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=epochs,
+                           val_loader=test, progress=False, scheduler=sched, **kwargs)
+    return model, opt, sched, history, len(train)
+
+
+def test_fit_steps_a_per_epoch_scheduler_once_per_epoch(fake_mnist):
+    _, opt, sched, _, _ = _scheduled(
+        fake_mnist, 3, lambda o, n: optim.lr_scheduler.CosineAnnealingLR(o, T_max=3))
+    assert sched.last_epoch == 3
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-15)  # cos(pi): the end
+
+
+def test_fit_steps_onecycle_after_every_batch(fake_mnist):
+    _, opt, sched, _, n = _scheduled(
+        fake_mnist, 2, lambda o, n: optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=2 * n))
+    assert sched.last_epoch == 2 * n
+    torch = pytest.importorskip("torch")
+    p = torch.nn.Parameter(torch.zeros(1))
+    t_sched = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([p], lr=0.1, momentum=0.9),
+                                                  max_lr=0.1, total_steps=2 * n)
+    for _ in range(2 * n):
+        t_sched.optimizer.step()
+        t_sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(t_sched.get_last_lr()[0], rel=1e-12)
+
+
+def test_fit_gives_reduce_on_plateau_the_validation_loss(fake_mnist):
+    seen = []
+
+    class Spy(optim.lr_scheduler.ReduceLROnPlateau):
+        def step(self, metrics, epoch=None):
+            seen.append(metrics)
+            return super().step(metrics)
+
+    _, _, _, history, _ = _scheduled(fake_mnist, 2, lambda o, n: Spy(o, patience=0))
+    assert seen == history["val_loss"]
+
+
+def test_fit_refuses_a_scheduler_mixing_intervals(fake_mnist):
+    train, _ = _fake_loaders(fake_mnist)
+    model = _model(0, False)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    mixed = optim.lr_scheduler.SequentialLR(
+        opt, [optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10),
+              optim.lr_scheduler.StepLR(opt, 1)], milestones=[10])
+    with pytest.raises(ValueError, match="interval"):
+        cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=1, progress=False,
+                     scheduler=mixed)
+
+
+def test_resume_continues_the_schedule_bitwise(fake_mnist, tmp_path):
+    make = lambda o, n: optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5)  # noqa: E731
+    full, _, full_sched, h_full, _ = _scheduled(fake_mnist, 3, make)
+    ck = tmp_path / "sched.npz"
+    _scheduled(fake_mnist, 2, make, checkpoint=ck)
+    resumed, opt, sched, h_res, _ = _scheduled(fake_mnist, 3, make, checkpoint=ck, resume=True)
+    assert sched.last_epoch == full_sched.last_epoch == 3
+    assert opt.param_groups[0]["lr"] == 0.1 * 0.5 ** 3
+    assert np.array_equal(full.flat_buffers()[0], resumed.flat_buffers()[0])
+    assert _same_run(h_full, h_res)
+
+
+def test_early_stopping_weights_are_a_plain_array_in_the_checkpoint(fake_mnist, tmp_path):
+    ck = tmp_path / "es.npz"
+    stop = cg.train.EarlyStopping(monitor="val_loss", restore_best_weights=True, patience=5)
+    model, _, _ = _fit(fake_mnist, tmp_path, 2, checkpoint=ck, callbacks=[stop])
+    arrays, info = cg.io.read(ck)
+    stored = arrays["extra/callback/EarlyStopping/best_weights"]
+    assert stored.dtype == np.float32 and stored.size == model.num_parameters()
+    assert info["meta"]["callbacks"]["EarlyStopping"]["best_weights"] == {
+        "__array__": "callback/EarlyStopping/best_weights"}

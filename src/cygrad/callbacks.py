@@ -11,7 +11,8 @@ exist (Callback has them all, doing nothing):
                                   training after this epoch
   on_train_end(model, history)    after the last epoch, also after an early stop (not
                                   when an exception or Ctrl-C ends fit)
-  state_dict() -> dict            JSON-serialisable state, stored in every checkpoint
+  state_dict() -> dict            state stored in every checkpoint: JSON-serialisable
+                                  values, and ndarrays (stored as checkpoint arrays)
   load_state_dict(state)          on resume, right after on_train_begin, with the state
                                   of the checkpoint resumed from
 
@@ -27,7 +28,6 @@ Distributed training: every rank sees the same epoch records, so callbacks run o
 rank and decide alike; one with `rank_zero_only = True` (CSVLogger) runs on rank 0 only,
 and the decision to stop is rank 0's.
 """
-import base64
 import csv
 import math
 from pathlib import Path
@@ -51,23 +51,11 @@ class Callback:
         """Called after the last epoch."""
 
     def state_dict(self):
-        """JSON-serialisable state saved in checkpoints."""
+        """State saved in checkpoints (JSON-serialisable values and ndarrays)."""
         return {}
 
     def load_state_dict(self, state):
         """Restore what state_dict returned (on resume)."""
-
-
-def _encode(array):
-    """An array as JSON-safe text (dtype, shape, base64 of the bytes): exact, unlike floats."""
-    array = np.ascontiguousarray(array)
-    return {"dtype": array.dtype.str, "shape": list(array.shape),
-            "base64": base64.b64encode(array.tobytes()).decode("ascii")}
-
-
-def _decode(encoded):
-    raw = base64.b64decode(encoded["base64"])
-    return np.frombuffer(raw, np.dtype(encoded["dtype"])).reshape(encoded["shape"]).copy()
 
 
 def _direction(monitor, mode):
@@ -100,9 +88,8 @@ class EarlyStopping(Callback):
     `stopped_epoch` the epoch after which training stopped (0: it did not), both as
     numbered in the history (1-based). A monitored value that is missing or None (e.g.
     val_loss without a val_loader) raises ValueError; a NaN never counts as improvement.
-    The state, the best weights included, is saved in fit's checkpoints (the weights as
-    base64 text in the checkpoint's metadata, about 5.3 bytes per parameter byte). The
-    checkpoint's own parameters stay the last epoch's (what a resume continues from): the
+    The state, the best weights included, is saved in fit's checkpoints (the weights as a
+    plain array beside the model's). The checkpoint's own parameters stay the last epoch's (what a resume continues from): the
     restore changes the model in memory; cg.save it to keep the best weights in a file.
     """
 
@@ -161,16 +148,15 @@ class EarlyStopping(Callback):
 
     def state_dict(self):
         """best, best_epoch, wait, stopped_epoch and (restore_best_weights) the best weights."""
-        weights = None if self.best_weights is None else _encode(self.best_weights)
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch, "best_weights": weights}
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
 
     def load_state_dict(self, state):
         """Continue from a saved state_dict (the weights must fit the model)."""
         self.best, self.best_epoch = state["best"], int(state["best_epoch"])
         self.wait, self.stopped_epoch = int(state["wait"]), int(state["stopped_epoch"])
         weights = state.get("best_weights")
-        self.best_weights = None if weights is None else _decode(weights)
+        self.best_weights = None if weights is None else np.array(weights)
         if self.best_weights is not None and self.model is not None:
             flat = self.model.flat_buffers()[0]
             if self.best_weights.shape != flat.shape or self.best_weights.dtype != flat.dtype:

@@ -34,6 +34,33 @@ def make_optimizer(name, params, lr):
             "adamw": optim.AdamW}[name](params, lr=lr)
 
 
+LR_SCHEDULES = ("none", "cosine", "step", "onecycle")
+
+
+def make_scheduler(name, opt, epochs, steps_per_epoch):
+    """--lr-schedule: cosine (CosineAnnealingLR over the epochs), step (StepLR: lr / 10
+    every third of the epochs), onecycle (OneCycleLR up to --lr, stepped every batch), or
+    none."""
+    from cygrad.optim import lr_scheduler
+    if name == "cosine":
+        return lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    if name == "step":
+        return lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1)
+    if name == "onecycle":
+        return lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"],
+                                       total_steps=max(1, epochs * steps_per_epoch))
+    return None
+
+
+def _build(cg, arch, dtype, seed=None, batch_norm=False):
+    """The model of `cygrad train` (--batch-norm: the CNN with batch normalisation)."""
+    if batch_norm:
+        if arch != "cnn":
+            raise ValueError("--batch-norm is for the cnn (the mlp has no batch-norm variant)")
+        return cg.models.cnn(dtype=dtype, seed=seed, batch_norm=True)
+    return cg.models.BUILDERS[arch](dtype=dtype, seed=seed)
+
+
 def _no_data_message(searched, download_error):
     from cygrad.data import FILES
     names = [n + ".gz" for split in ("train", "test") for n in FILES[split]]
@@ -91,18 +118,26 @@ def _train(args):
     dtype = np.dtype(args.dtype)
     train_loader, test_loader = cg.data.mnist_loaders(
         root, batch_size=batch_size, flatten=args.model == "mlp", dtype=dtype, seed=args.seed)
-    model = cg.models.BUILDERS[args.model](dtype=dtype, seed=args.seed)
+    model = _build(cg, args.model, dtype, args.seed, args.batch_norm)
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr)
+    scheduler = make_scheduler(args.lr_schedule, opt, epochs, len(train_loader))
     ranks = f"{distributed.init().size} ranks x " if args.distributed else ""
     if rank == 0:
         print(f"cygrad: training {args.model} ({model.num_parameters():,} parameters, {dtype.name}) "
               f"on MNIST from {root}: {opt}, batch {ranks}{batch_size}, {epochs} epochs, "
               f"{cg.get_num_threads()} threads, backend {cg.get_backend()}", file=sys.stderr)
     meta = {"arch": args.model, "dtype": dtype.name, "seed": args.seed, "batch_size": batch_size,
-            "optimizer": args.optimizer, "lr": args.lr, "l1": args.l1}
+            "optimizer": args.optimizer, "lr": args.lr, "l1": args.l1,
+            "lr_schedule": args.lr_schedule, "batch_norm": args.batch_norm}
+    if args.lr_schedule != "none":  # the schedule is planned over this many epochs
+        meta["schedule_epochs"] = epochs
     if args.resume and args.checkpoint and Path(args.checkpoint).exists() and rank == 0:
         saved = cg.io.read(args.checkpoint)[1]["meta"]
         changed = [f"{k} {saved[k]!r} -> {v!r}" for k, v in meta.items() if k in saved and saved[k] != v]
+        if args.lr_schedule == "onecycle" and saved.get("schedule_epochs", epochs) != epochs:
+            raise ValueError(f"{args.checkpoint} follows a one-cycle schedule planned over "
+                             f"{saved['schedule_epochs']} epochs: resume it with --epochs "
+                             f"{saved['schedule_epochs']}")
         if changed:
             print(f"cygrad: warning: resuming {args.checkpoint} with other settings than it was "
                   f"trained with ({', '.join(changed)}): the result will differ from an "
@@ -111,7 +146,7 @@ def _train(args):
     history = cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt, train_loader, epochs=epochs,
                            val_loader=test_loader, progress="epoch" if args.no_progress else True,
                            checkpoint=args.checkpoint, resume=args.resume, l1=args.l1, meta=meta,
-                           distributed=args.distributed)
+                           distributed=args.distributed, scheduler=scheduler)
     wall = time.perf_counter() - t0
     if rank != 0:
         return 0
@@ -207,7 +242,7 @@ def _eval(args):
         raise cg.CheckpointError(f"{args.checkpoint}: key '__meta__' does not say which model it "
                                  f"holds (arch={name!r}); was it written by `cygrad train`?")
     dtype = np.dtype(meta.get("dtype", "float32"))
-    model = cg.models.BUILDERS[name](dtype=dtype)
+    model = _build(cg, name, dtype, batch_norm=bool(meta.get("batch_norm")))
     cg.load(args.checkpoint, model)
     root = _find_data(args)
     if root is None:
@@ -245,6 +280,11 @@ def build_parser():
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="momentum = SGD with momentum 0.9")
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty strength (L2: use adamw)")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="none",
+                   help="cosine: cosine annealing over the epochs; step: lr / 10 every third "
+                        "of the epochs; onecycle: one cycle up to --lr, stepped every batch")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="cnn with batch normalisation after each convolution and the hidden layer")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--checkpoint", metavar="PATH", help="save model + optimizer after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")

@@ -57,11 +57,15 @@ def _text(s):
     return np.array(s)  # a 0-d unicode array: no pickle needed
 
 
-def save(path, model, optimizer=None, /, *, scheduler=None, **meta):
+def save(path, model, optimizer=None, /, *, scheduler=None, arrays=None, **meta):
     """Write model (and optimizer, and learning-rate scheduler) state plus
-    JSON-serialisable meta to `path` atomically."""
+    JSON-serialisable meta to `path` atomically. `arrays`: extra named ndarrays
+    (e.g. a callback's best weights), stored as plain arrays under 'extra/<name>' and
+    given back by load(..., arrays={})."""
     path = Path(path)
+    extra = {f"extra/{k}": np.asarray(v) for k, v in (arrays or {}).items()}
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays.update(extra)
     info = {"format_version": FORMAT_VERSION, "meta": meta, "optimizer": None, "scheduler": None}
     if optimizer is not None:
         info["optimizer"] = _split_optimizer_state(optimizer.state_dict(), arrays)
@@ -196,21 +200,22 @@ def read(path):
     return arrays, info
 
 
-def load(path, model, optimizer=None, *, scheduler=None):
+def load(path, model, optimizer=None, *, scheduler=None, arrays=None):
     """Restore model (and optimizer, and learning-rate scheduler) from `path` in place;
-    return the saved meta dict.
+    return the saved meta dict. `arrays`: a dict that receives the extra arrays the
+    checkpoint holds (save(..., arrays=...)).
 
     Every key and shape is checked before anything is modified; a missing, extra or
     mismatched key, or optimizer state that does not fit the optimizer (another type,
     other parameter groups or sizes), raises CheckpointError naming the file.
     """
     path = Path(path)
-    arrays, info = read(path)
-    state = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    stored, info = read(path)
+    state = {k[len("model/"):]: v for k, v in stored.items() if k.startswith("model/")}
     _check_model(path, model, state)
     opt_sd = _saved_part(path, info, "optimizer", optimizer)
     if opt_sd is not None:
-        opt_sd = _joined_optimizer_state(path, opt_sd, arrays)
+        opt_sd = _joined_optimizer_state(path, opt_sd, stored)
     sched_sd = _saved_part(path, info, "scheduler", scheduler)
     backup = optimizer.state_dict() if optimizer is not None else None
     try:
@@ -223,6 +228,8 @@ def load(path, model, optimizer=None, *, scheduler=None):
             optimizer.load_state_dict(backup)
         raise CheckpointError(f"{path}: the saved state does not fit: {e}") from None
     model.load_state_dict(state)
+    if arrays is not None:
+        arrays.update({k[len("extra/"):]: v for k, v in stored.items() if k.startswith("extra/")})
     return info["meta"]
 
 

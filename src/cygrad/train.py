@@ -93,7 +93,8 @@ def _progress_bar(total, desc, enabled):
 
 
 def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, progress=True,
-        checkpoint=None, resume=False, l1=0.0, meta=None, distributed=False, callbacks=None):
+        checkpoint=None, resume=False, l1=0.0, meta=None, distributed=False, callbacks=None,
+        scheduler=None):
     """Train for `epochs` epochs; return the history (a dict of per-epoch lists).
 
     Each step: forward, loss, zero_grad, backward, optional L1 (loss += l1 * sum|w|,
@@ -108,6 +109,11 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     callbacks: a list of callback objects (cygrad.callbacks: EarlyStopping, CSVLogger, or
     your own; the protocol, and what resume does with their state, is described there);
     one whose on_epoch_end returns True stops training after that epoch.
+    scheduler: a cygrad.optim.lr_scheduler scheduler, stepped as torch's documentation
+    says: after every optimizer step when its `interval` is "step" (OneCycleLR), else
+    after every epoch (ReduceLROnPlateau with the epoch's val_loss, or its training loss
+    without a validation loader). Its state is saved in every checkpoint and restored
+    on resume.
     progress: True (a tqdm bar with loss, accuracy and images/s, and a line per epoch on
     stderr), 'epoch' (the lines only) or False (silent).
     distributed=True (under `mpiexec -n K`, needs mpi4py): data-parallel over the MPI
@@ -123,11 +129,12 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
         train_loader, val_loader = dist.shard(train_loader), dist.shard(val_loader, pad=False)
         progress = progress if dist.rank == 0 else False
     callbacks = _active(callbacks, dist)
+    schedule = _Schedule(scheduler, val_loader is not None)
     history = {k: [] for k in HISTORY_KEYS}
     start, saved = 0, None
     if resume and checkpoint is not None:
         with _reported(dist):
-            saved = _resume(checkpoint, model, optimizer, dist)
+            saved = _resume(checkpoint, model, optimizer, scheduler, dist)
         if saved is not None:
             start = int(saved.get("epoch", 0))
             history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
@@ -142,14 +149,16 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
         try:
             with _reported(dist):
                 record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
-                                epoch, epochs, dist)
+                                epoch, epochs, dist, schedule)
                 for k in HISTORY_KEYS:
                     history[k].append(record[k])
+                schedule.epoch_end(record)
                 stopped_by = _epoch_end(callbacks, epoch, record, dist)
                 if checkpoint is not None and (dist is None or dist.rank == 0):
-                    io.save(checkpoint, model, optimizer, epoch=epoch + 1, history=history,
-                            dropout=_dropout_state(model), callbacks=_states(callbacks),
-                            stopped_by=stopped_by, **(meta or {}))
+                    states, arrays = _states(callbacks)
+                    io.save(checkpoint, model, optimizer, scheduler=scheduler, arrays=arrays,
+                            epoch=epoch + 1, history=history, dropout=_dropout_state(model),
+                            callbacks=states, stopped_by=stopped_by, **(meta or {}))
                 if dist is not None:
                     dist.check()  # rank 0's save succeeded (or every rank raises)
         except KeyboardInterrupt:
@@ -207,7 +216,55 @@ def _epoch_end(callbacks, epoch, record, dist):
 
 
 def _states(callbacks):
-    return {key: cb.state_dict() for key, cb in callbacks if hasattr(cb, "state_dict")}
+    """(JSON states, arrays) of the callbacks for a checkpoint: ndarray fields (e.g. best
+    weights) go into the checkpoint as arrays, named in the JSON state."""
+    states, arrays = {}, {}
+    for key, cb in callbacks:
+        if not hasattr(cb, "state_dict"):
+            continue
+        state = dict(cb.state_dict())
+        for field, value in state.items():
+            if isinstance(value, np.ndarray):
+                name = f"callback/{key}/{field}"
+                arrays[name] = value
+                state[field] = {"__array__": name}
+        states[key] = state
+    return states, arrays
+
+
+def _with_arrays(states, arrays):
+    """The callback states of a checkpoint with their array fields filled in."""
+    def fill(value):
+        if isinstance(value, dict) and set(value) == {"__array__"}:
+            return arrays[value["__array__"]]
+        return value
+    return {key: {f: fill(v) for f, v in state.items()} for key, state in states.items()}
+
+
+class _Schedule:
+    """How fit steps a learning-rate scheduler (see fit's docstring)."""
+
+    def __init__(self, scheduler, has_validation):
+        self.scheduler, self.has_validation = scheduler, has_validation
+        self.interval = None if scheduler is None else getattr(scheduler, "interval", "epoch")
+        if scheduler is not None and self.interval not in ("epoch", "step"):
+            raise ValueError(f"fit: the scheduler {type(scheduler).__name__} has interval "
+                             f"{self.interval!r} (it mixes per-step and per-epoch schedules): "
+                             "step it yourself in your own loop")
+        from cygrad.optim.lr_scheduler import ReduceLROnPlateau
+        self.plateau = isinstance(scheduler, ReduceLROnPlateau)
+
+    def batch_end(self):
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def epoch_end(self, record):
+        if self.interval != "epoch":
+            return
+        if self.plateau:
+            self.scheduler.step(record["val_loss"] if self.has_validation else record["loss"])
+        else:
+            self.scheduler.step()
 
 
 def _reported(dist):
@@ -215,20 +272,33 @@ def _reported(dist):
     return contextlib.nullcontext() if dist is None else dist.errors()
 
 
-def _resume(checkpoint, model, optimizer, dist):
-    """Load the checkpoint if it exists (distributed: rank 0 reads it and broadcasts the
-    state, so any number of ranks can resume); its meta, or None."""
-    if dist is None:
-        return io.load(checkpoint, model, optimizer) if Path(checkpoint).exists() else None
-    saved = io.load(checkpoint, model, optimizer) if dist.rank == 0 and Path(checkpoint).exists() \
-        else None
-    saved = dist.bcast(saved)
-    if saved is not None:
-        dist.broadcast(model, optimizer)
+def _load(checkpoint, model, optimizer, scheduler):
+    """The checkpoint's meta with the callbacks' array fields filled in (None without a
+    checkpoint file); model, optimizer and scheduler restored in place."""
+    if not Path(checkpoint).exists():
+        return None
+    arrays = {}
+    saved = io.load(checkpoint, model, optimizer, scheduler=scheduler, arrays=arrays)
+    saved["callbacks"] = _with_arrays(saved.get("callbacks", {}), arrays)
     return saved
 
 
-def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, epochs, dist=None):
+def _resume(checkpoint, model, optimizer, scheduler, dist):
+    """Load the checkpoint if it exists (distributed: rank 0 reads it and broadcasts the
+    state, so any number of ranks can resume); its meta, or None."""
+    if dist is None:
+        return _load(checkpoint, model, optimizer, scheduler)
+    saved = _load(checkpoint, model, optimizer, scheduler) if dist.rank == 0 else None
+    saved = dist.bcast(saved)
+    if saved is not None:
+        dist.broadcast(model, optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(dist.bcast(scheduler.state_dict()))
+    return saved
+
+
+def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, epochs, dist=None,
+           schedule=None):
     """Train one epoch and evaluate; return the history record."""
     if hasattr(loader, "set_epoch"):  # the data order depends on (seed, epoch) only
         loader.set_epoch(epoch)
@@ -239,6 +309,8 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
     try:
         for i, (xb, yb) in enumerate(loader):
             loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1, dist)
+            if schedule is not None:
+                schedule.batch_end()
             n = xb.shape[0]
             seen += n
             loss_sum += loss * n
