@@ -2,7 +2,15 @@
 import gzip
 import hashlib
 import http.server
+import os
+import resource
+import struct
+import subprocess
+import sys
 import threading
+import time
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +18,8 @@ import pytest
 import cygrad as cg
 from cygrad import data
 from conftest import make_fake_mnist, write_idx
+
+SRC = str(Path(cg.__file__).resolve().parents[1])  # the cygrad under test, for subprocesses
 
 
 def test_load_fake_mnist_gz_and_plain(tmp_path):
@@ -77,8 +87,14 @@ def test_real_mnist_headers_and_statistics(mnist_dir):
 @pytest.fixture
 def server(tmp_path):
     """A local HTTP server: /good/NAME serves the file, /bad/NAME other bytes, /cut/NAME
-    announces the full length but sends half and closes."""
+    announces the full length but sends half and closes; the hostile ones: /slow/NAME
+    sends one byte every 20 ms, /slowhead/NAME its headers that slowly (both give up
+    after 4 s), /endless/NAME streams zeros without a length (at most 256 MiB),
+    /long/NAME announces 1000 bytes more than it has. `hooks[kind]` (if set) runs before
+    a request is answered; `sent[kind]` counts the body bytes written; /KIND/NAME serves
+    folders[KIND]/NAME when KIND is in `folders`."""
     files = {name: hashlib.sha256(name.encode()).digest() * 300 for name in data.SHA256}
+    hooks, sent, folders = {}, {}, {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -86,16 +102,60 @@ def server(tmp_path):
             if name not in files:
                 self.send_error(404)
                 return
-            body = files[name]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            if kind in hooks:
+                hooks[kind](name)
+            body = (folders[kind] / name).read_bytes() if kind in folders else files[name]
+            try:
+                getattr(self, "_" + kind, self._plain)(kind, body)
+            except OSError:  # the client hung up (as it should on hostile answers)
+                self.close_connection = True
+
+        def _plain(self, kind, body):
+            self._headers(len(body))
             if kind == "bad":
                 body = body[::-1]
             elif kind == "cut":
                 body = body[:len(body) // 2]
                 self.close_connection = True
-            self.wfile.write(body)
+            self._write(kind, body)
+
+        def _headers(self, length=None):
+            self.send_response(200)
+            if length is not None:
+                self.send_header("Content-Length", str(length))
+            self.end_headers()
+
+        def _write(self, kind, chunk):
+            self.wfile.write(chunk)
+            sent[kind] = sent.get(kind, 0) + len(chunk)
+
+        def _slow(self, kind, body):
+            self._headers(len(body))
+            self._drip(kind, body)
+
+        def _slowhead(self, kind, body):
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+            self._drip(kind, b"a" * 1000)
+
+        def _drip(self, kind, body):
+            end = time.monotonic() + 8
+            for byte in body:
+                if time.monotonic() > end:
+                    break
+                self._write(kind, bytes([byte]))
+                time.sleep(0.02)
+            self.close_connection = True
+
+        def _endless(self, kind, body):
+            self._headers()
+            zeros = bytes(1 << 16)
+            for _ in range(4096):
+                self._write(kind, zeros)
+            self.close_connection = True
+
+        def _long(self, kind, body):
+            self._headers(len(body) + 1000)
+            self._write(kind, body + bytes(1000))
 
         def log_message(self, *args):
             pass
@@ -105,9 +165,19 @@ def server(tmp_path):
                               daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield url, files, {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
+    yield Server(url, files, {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
+                 {n: len(b) for n, b in files.items()}, hooks, sent, folders)
     httpd.shutdown()
     httpd.server_close()
+
+
+class Server(tuple):
+    """(url, files, sums) as before, plus .sizes, .hooks, .sent and .folders."""
+
+    def __new__(cls, url, files, sums, sizes, hooks, sent, folders):
+        self = super().__new__(cls, (url, files, sums))
+        self.sizes, self.hooks, self.sent, self.folders = sizes, hooks, sent, folders
+        return self
 
 
 def test_download_verifies_and_writes_atomically(server, tmp_path):
@@ -150,6 +220,248 @@ def test_default_checksums_are_the_canonical_files(mnist_dir):
         pytest.skip("MNIST is not stored as the four canonical .gz files here")
     for path in gz:
         assert hashlib.sha256(path.read_bytes()).hexdigest() == data.SHA256[path.name]
+
+
+# -- issue 15, finding 2: files already in the data folder are never overwritten ---------
+
+def _cli_data_lookup(root, **download):
+    """What `cygrad train --data root` does to find its data (cli._find_data)."""
+    try:
+        data.find_mnist(root, "train")
+        return data.find_mnist(root, "test")
+    except data.DataNotFoundError:
+        return data.download_mnist(root, **download)
+
+
+def _without_test_files(root):
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (root / name).unlink()
+    return {p.name: p.read_bytes() for p in root.iterdir()}
+
+
+def test_users_own_file_is_never_downloaded_over(server, tmp_path):
+    url, files, sums = server
+    root = make_fake_mnist(tmp_path / "mine", n_train=30, n_test=10)
+    before = _without_test_files(root)
+    with pytest.raises(data.DataConflictError) as e:
+        _cli_data_lookup(root, mirrors=[url + "/good/"], checksums=sums, timeout=10)
+    mine = root / "train-images-idx3-ubyte.gz"
+    assert f"{mine} is not the canonical file (sha256 {data._sha256(mine)}, expected " \
+           f"{sums[mine.name]})" in str(e.value) and "nothing was downloaded" in str(e.value)
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before  # byte-identical, nothing added
+    assert server.sent == {}  # no mirror was even asked
+
+
+def test_train_leaves_the_users_file_byte_identical(server, mnist_dir, tmp_path, monkeypatch, capsys):
+    from cygrad.cli import main
+    server.folders["real"] = mnist_dir  # a mirror with the canonical files
+    root = make_fake_mnist(tmp_path / "mine", n_train=30, n_test=10)
+    before = _without_test_files(root)
+    monkeypatch.setenv("CYGRAD_MNIST_MIRRORS", server[0] + "/real/")
+    assert main(["train", "mlp", "--data", str(root), "--epochs", "1", "--no-progress"]) == 2
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte.gz is not the canonical file" in err and "Traceback" not in err
+
+
+def test_a_file_that_appears_during_the_download_is_kept(server, tmp_path):
+    url, files, sums = server
+    root = tmp_path / "dl"
+    name = "train-labels-idx1-ubyte.gz"
+    server.hooks["good"] = lambda asked: asked == name and (root / name).write_bytes(b"mine")
+    with pytest.raises(data.DataConflictError, match=name):
+        data.download_mnist(root, mirrors=[url + "/good/"], checksums=sums, timeout=10)
+    assert (root / name).read_bytes() == b"mine"
+    assert not list(root.glob("*.part"))
+    server.hooks["good"] = lambda asked: asked == name and (root / name).write_bytes(files[name])
+    (root / name).unlink()  # the same race with the canonical file: kept, no error
+    data.download_mnist(root, mirrors=[url + "/good/"], checksums=sums, timeout=10)
+    assert sorted(p.name for p in root.iterdir()) == sorted(files)
+
+
+def test_canonical_files_count_in_either_form_and_subfolder_files_are_checked(mnist_dir, tmp_path):
+    root = tmp_path / "mixed"
+    root.mkdir()
+    for name in data.SHA256:  # the test files decompressed, the train files as .gz
+        raw = (mnist_dir / name).read_bytes()
+        if name.startswith("t10k"):
+            (root / name[:-3]).write_bytes(gzip.decompress(raw))
+        else:
+            (root / name).write_bytes(raw)
+    before = sorted(root.iterdir())
+    assert data.download_mnist(root, mirrors=["http://127.0.0.1:1/"], timeout=5) == root
+    assert sorted(root.iterdir()) == before  # all present: nothing fetched or added
+    labels = root / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x03")
+    with pytest.raises(data.DataConflictError, match=f"{labels} is not the canonical file"):
+        data.download_mnist(root, mirrors=["http://127.0.0.1:1/"], timeout=5)
+    sub = tmp_path / "sub"
+    (sub / "mnist").mkdir(parents=True)
+    (sub / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"my own")
+    with pytest.raises(data.DataConflictError, match="mnist/train-images-idx3-ubyte.gz"):
+        data.download_mnist(sub, mirrors=["http://127.0.0.1:1/"], timeout=5)
+    assert sorted(p.name for p in sub.iterdir()) == ["mnist"]
+
+
+# -- issue 15, finding 4: a deadline and a size cap per file, no .part leftovers -----------
+
+def test_download_has_a_total_deadline_per_file(server, tmp_path):
+    url, _, sums = server
+    for kind in ("slow", "slowhead"):  # a byte every 20 ms: a per-read timeout never fires
+        root = tmp_path / kind
+        start = time.monotonic()
+        with pytest.raises(data.DownloadError, match="not complete within the 1 s deadline"):
+            data.download_mnist(root, mirrors=[f"{url}/{kind}/"], checksums=sums, timeout=1)
+        assert time.monotonic() - start < 4, kind  # the server would go on for 8 s
+        assert list(root.iterdir()) == []
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        data.download_mnist(tmp_path, timeout=float("inf"))
+
+
+def test_download_is_capped_at_the_known_size(server, tmp_path):
+    url, files, sums = server
+    for kind, message in (("long", "announces 10600 bytes, more than the 9600 expected"),
+                          ("endless", "more than the 9600 bytes expected arrived")):
+        root = tmp_path / kind
+        with pytest.raises(data.DownloadError, match=message):
+            data.download_mnist(root, mirrors=[f"{url}/{kind}/"], checksums=sums,
+                                sizes=server.sizes, timeout=20)
+        assert list(root.iterdir()) == []
+    assert server.sent.get("endless", 0) < 32 << 20  # stopped at the cap, not after the 256 MiB offered
+    assert data.SIZES == {p.name: p.stat().st_size for p in _canonical_gz_or_skip()}
+
+
+def _canonical_gz_or_skip():
+    from conftest import mnist_candidates
+    for folder in mnist_candidates():
+        gz = sorted(Path(folder).glob("*-ubyte.gz"))
+        if len(gz) == 4:
+            return gz
+    pytest.skip("the four canonical MNIST .gz files are not here")
+
+
+def test_dead_part_files_are_removed_and_live_or_foreign_ones_kept(server, tmp_path):
+    url, files, sums = server
+    root = tmp_path / "dl"
+    root.mkdir()
+    name, host = "train-labels-idx1-ubyte.gz", data._host()
+    dead_pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True, check=True).stdout)
+    killed = root / f"{name}.{host}.{dead_pid}.0123abcd.part"  # its writer was killed
+    legacy = root / f"{name}.k3j_x9q2.part"  # an older cygrad's mkstemp name, idle for 2 h
+    live = root / f"{name}.{host}.{os.getppid()}.89abcdef.part"  # a download in flight
+    foreign = root / f"{name}.otherhost.{dead_pid}.0123abcd.part"  # another machine's, recent
+    users = root / f"{name}.notes.part"  # not a name cygrad writes
+    for path in (killed, legacy, live, foreign, users):
+        path.write_bytes(b"x")
+    os.utime(legacy, (time.time() - 7200,) * 2)
+    data.download_mnist(root, mirrors=[url + "/good/"], checksums=sums, timeout=10)
+    assert sorted(p.name for p in root.iterdir()) == \
+        sorted([*files, live.name, foreign.name, users.name])
+
+
+# -- issue 15, findings 5 and 9: IDX sizes checked before allocating ---------------------
+
+def _gzip_stream(path, head, zeros_mib):
+    """A .gz file whose content is `head` then zeros_mib MiB of zeros, written without
+    holding them: after a full flush deflate restarts, so each MiB compresses alike."""
+    mib = bytes(1 << 20)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = c.compress(head) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(head)
+    for _ in range(zeros_mib):
+        crc = zlib.crc32(mib, crc)
+    with open(path, "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + first)
+        f.write(block * zeros_mib)
+        f.write(c.flush() + struct.pack("<II", crc, (len(head) + (zeros_mib << 20)) & 0xFFFFFFFF))
+    return path
+
+
+def _idx_header(magic, dims):
+    return struct.pack(">I", magic) + struct.pack(f">{len(dims)}I", *dims)
+
+
+RSS_PROBE = """
+import resource, sys, time
+from cygrad import data
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+try:
+    data.load_mnist(sys.argv[1], "train")
+except ValueError as e:
+    print(e)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) >> 10, time.perf_counter() - start)
+"""
+
+
+def test_gzip_bomb_is_rejected_with_bounded_memory(tmp_path):
+    bomb = _gzip_stream(tmp_path / "train-images-idx3-ubyte.gz",
+                        _idx_header(0x803, (60000, 28, 28)), 1024)  # 1 GiB in about 1 MB
+    assert bomb.stat().st_size < 1.1e6
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(60000, np.uint8))
+    proc = subprocess.run([sys.executable, "-c", RSS_PROBE, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, PYTHONPATH=SRC))
+    message, numbers = proc.stdout.strip().splitlines()
+    assert message.startswith(f"{bomb}: too long"), proc.stderr
+    rss_mib, seconds = numbers.split()
+    assert int(rss_mib) < 100, numbers  # the 47 MB the header declares, not the 1 GiB stream
+
+
+def test_declared_sizes_are_checked_before_allocating(tmp_path):
+    for dims, exact in (((2 ** 31, 2 ** 31, 4), 2 ** 64), ((2 ** 32 - 1,) * 3, (2 ** 32 - 1) ** 3)):
+        path = tmp_path / "overflow.idx"
+        path.write_bytes(_idx_header(0x803, dims))  # the int64 product wraps (to 0 for the first)
+        with pytest.raises(ValueError, match=f"{path}: truncated, 16 bytes but its header "
+                                             rf"\({dims[0]}, {dims[1]}, {dims[2]}\) says {exact + 16}"):
+            cg.data.read_idx(path, 0x803)
+    small = tmp_path / "small.gz"
+    small.write_bytes(gzip.compress(_idx_header(0x803, (60000, 28, 28)) + bytes(100)))
+    with pytest.raises(ValueError, match=rf"{small}: its header \(60000, 28, 28\) declares "
+                                         r"47040016 bytes, more than a \d+-byte .gz file can hold"):
+        cg.data.read_idx(small, 0x803)
+    longer = tmp_path / "longer.gz"
+    _gzip_stream(longer, _idx_header(0x801, (5,)) + bytes(5), 1)
+    with pytest.raises(ValueError, match=f"{longer}: too long, it expands to more than the 13 bytes"):
+        cg.data.read_idx(longer, 0x801)
+    corrupt = tmp_path / "corrupt.gz"
+    raw = bytearray(gzip.compress(_idx_header(0x801, (5000,)) + bytes(range(250)) * 20))
+    raw[-8] ^= 0xFF  # the CRC: still checked although the reader stops at the declared size
+    corrupt.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"{corrupt}: cannot read the file .*CRC check failed"):
+        cg.data.read_idx(corrupt, 0x801)
+
+
+def test_images_other_than_28x28_are_refused_at_load_naming_the_file(tmp_path):
+    for shape in ((14, 56), (32, 32)):  # 14x56 has 784 pixels: it used to be reshaped silently
+        root = make_fake_mnist(tmp_path / f"{shape[0]}x{shape[1]}", n_train=20, n_test=10)
+        write_idx(root / "train-images-idx3-ubyte", np.zeros((20,) + shape, np.uint8))
+        for flatten in (True, False):
+            with pytest.raises(ValueError, match=f"train-images-idx3-ubyte.gz: images are "
+                                                 f"{shape[0]}x{shape[1]}, expected 28x28"):
+                cg.data.mnist_loaders(root, flatten=flatten)
+        assert cg.data.load_mnist(root, image_size=None)[0].shape == (20,) + shape
+        assert cg.data.load_mnist(root, image_size=shape)[0].shape == (20,) + shape
+    with pytest.raises(ValueError, match="image_size must be"):
+        cg.data.load_mnist(root, image_size=(28,))
+    with pytest.raises(ValueError, match=r"samples of shape \(32, 32\) have 1024 values, not the "
+                                         r"784 of shape \(1, 28, 28\)"):
+        cg.data.Normalize(shape=(1, 28, 28))(np.zeros((2, 32, 32), np.uint8))
+
+
+def test_empty_splits_are_refused_at_load(tmp_path, capsys):
+    from cygrad.cli import main
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        root = make_fake_mnist(tmp_path / split, n_train=20, n_test=10)
+        write_idx(root / f"{prefix}-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte", np.zeros(0, np.uint8))
+        message = f"{prefix}-images-idx3-ubyte.gz: holds no images, the {split} split is empty"
+        with pytest.raises(ValueError, match=message):
+            cg.data.mnist_loaders(root)
+        assert main(["train", "mlp", "--data", str(root), "--epochs", "1", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "epoch" not in err and "Traceback" not in err
 
 
 # -- DataLoader and Normalize ---------------------------------------------------------

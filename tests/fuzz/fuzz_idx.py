@@ -1,5 +1,6 @@
 """Fuzz the IDX reader (cygrad.data.read_idx): mutated headers, dims, lengths, gzip streams.
-Any outcome but an array or ValueError is a bug.
+Any outcome but an array or ValueError is a bug, and so is an array larger than the file
+can hold (its exact data size when plain, DEFLATE_MAX_RATIO times its size when gzipped).
 
     python tests/fuzz/fuzz_idx.py -seed=1 -max_total_time=600
 """
@@ -33,6 +34,9 @@ def test_one_input(raw):
     except ValueError:
         return
     assert a.dtype == np.uint8 and a.ndim == (magic & 0xFF)
+    stored = os.path.getsize(path)
+    header = 4 + 4 * a.ndim
+    assert a.nbytes <= data.DEFLATE_MAX_RATIO * stored if gz else a.nbytes == stored - header
 
 
 def _idx(shape):
@@ -40,7 +44,10 @@ def _idx(shape):
         + bytes(int(np.prod(shape)))
 
 
-SEEDS = [b"\x00\x00" + _idx((2, 3, 3)), b"\x01\x00" + _idx((5,)), b"\x00\x01" + _idx((1, 28, 28))]
+OVERFLOW = struct.pack(">4I", 0x803, 2 ** 31, 2 ** 31, 4)  # dims whose int64 product wraps to 0
+SEEDS = [b"\x00\x00" + _idx((2, 3, 3)), b"\x01\x00" + _idx((5,)), b"\x00\x01" + _idx((1, 28, 28)),
+         b"\x00\x01" + _idx((1, 2, 2)) + bytes(4096),  # a stream longer than its header says
+         b"\x00\x00" + OVERFLOW, b"\x00\x01" + _idx((2, 14, 56))]
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
