@@ -88,6 +88,8 @@ cdef inline int _requested() noexcept nogil:
 
 
 cdef int num_threads() noexcept nogil:
+    """Team size for a kernel called from this thread: its override or the process-wide
+    count, capped by OpenMP's limit; 1 in a child forked after multi-threaded work."""
     cdef int n = _requested()
     cdef int m
     if cg_serial_after_fork or n < 2:
@@ -119,7 +121,9 @@ def get_num_threads():
     return int(_requested())
 
 
-def _check_count(n):
+def _check_count(n, int stacklevel):
+    """n as a thread count; warn in a serial-after-fork child. (Cython functions have no
+    Python frame: stacklevel counts from the nearest Python caller.)"""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
@@ -129,21 +133,21 @@ def _check_count(n):
             f"cygrad: {n} threads requested in a process forked after cygrad ran multi-threaded "
             "kernels; its kernels run on one thread (OpenMP's thread pool does not survive "
             "fork). Start workers with the 'spawn' or 'forkserver' method to use threads.",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=stacklevel)
 
 
 def set_num_threads(n):
     """Set the number of threads for all kernels, process-wide (like torch.set_num_threads).
     A thread inside cygrad.threads(m) keeps using m until its block ends."""
     global _nthreads
-    _check_count(n)
+    _check_count(n, 1)
     _nthreads = n
     omp_set_num_threads(n)
 
 
 def _push_override(n):
     """Give the calling thread n kernel threads; return the state for _pop_override."""
-    _check_count(n)
+    _check_count(n, 3)  # past cygrad.threads and contextlib, to the `with` line
     state = (cg_get_override(), omp_get_max_threads())
     cg_set_override(n)
     omp_set_num_threads(n)  # this thread's OpenMP limit too, as set_num_threads does
