@@ -140,7 +140,8 @@ CG_MULTIVERSION static void cg_softmax_rows_f64(const double *x, double *y, long
 /* One Adam/AdamW step on a slice (torch.optim.Adam, single-tensor algorithm):
  *   decoupled: p *= 1 - lr*wd        else: g += wd * p
  *   m = lerp(m, g, 1 - beta1)        v = v * beta2 + (1 - beta2) * g * g
- *   vmax = max(vmax, v) (amsgrad)    denom = sqrt(v or vmax) / sqrt(bc2) + eps
+ *   vmax = max(vmax, v) (amsgrad; NaN if either is, as torch.maximum)
+ *   denom = sqrt(v or vmax) / sqrt(bc2) + eps
  *   p += (-lr / bc1) * m / denom
  * The scalars arrive already rounded to T, as torch rounds Python scalars. */
 #define CG_ADAM_PARAMS(T) struct cg_adam_##T { T decay, wd, w1, w1c, beta2, c2, bc2_sqrt, eps, neg_step; \
@@ -161,7 +162,8 @@ CG_ADAM_PARAMS(double);
         vi = vi * beta2;                                                             \
         vi = vi + c2 * gi * gi;                                                      \
         T vd = vi;                                                                   \
-        if (vmax) { T vm = vmax[i]; vm = vm > vi ? vm : vi; vmax[i] = vm; vd = vm; } \
+        if (vmax) { T vm = vmax[i]; vm = vm > vi || vm != vm ? vm : vi;  /* NaN wins */ \
+                    vmax[i] = vm; vd = vm; }                                         \
         T denom = SQRT(vd) / bc2_sqrt + eps;                                         \
         p[i] = pi + neg_step * mi / denom;                                           \
         m[i] = mi;                                                                   \

@@ -13,13 +13,18 @@ set_num_threads = _runtime.set_num_threads
 
 @contextlib.contextmanager
 def threads(n):
-    """Run the enclosed block with n kernel threads, then restore the previous count."""
-    previous = get_num_threads()
-    set_num_threads(n)
+    """Run the enclosed block with n kernel threads for the calling Python thread only.
+
+    Thread-safe: each Python thread has its own override, so blocks in several threads
+    (nested or overlapping in any order) never change the count other threads use, and
+    the process-wide count (set_num_threads) is left as it was. Kernels that the block
+    starts in other threads use those threads' own counts.
+    """
+    state = _runtime._push_override(n)
     try:
         yield
     finally:
-        set_num_threads(previous)
+        _runtime._pop_override(state)
 
 
 def config():

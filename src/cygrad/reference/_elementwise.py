@@ -42,6 +42,18 @@ def real(v, name):
     return float(v)
 
 
+def c_double(v, name):
+    """v as a compiled kernel reads an argument it declares `cdef double` (CPython's
+    PyFloat_AsDouble): anything with __float__ or __index__, bools and 0-d arrays
+    included; TypeError for the rest (a str is not a number, as float(str) would say)."""
+    tp = type(v)
+    if hasattr(tp, "__float__"):
+        return float(v)   # OverflowError for an int beyond the double range, as the kernel
+    if hasattr(tp, "__index__"):
+        return float(v.__index__())
+    raise TypeError(f"{name} must be a real number, got {tp.__name__}")
+
+
 def nonneg(v, name):
     v = real(v, name)
     if not v >= 0:  # also refuses NaN

@@ -2,6 +2,7 @@
 import numpy as np
 
 from cygrad.reference._checks import check_ndim, check_writeable, float_array, overlaps, same_dtype
+from cygrad.reference._elementwise import c_double
 
 
 def matmul(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
@@ -10,7 +11,9 @@ def matmul(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None)
     a, b: 2-D C-contiguous, both float32 or both float64. out: optional,
     C-contiguous, of the result's shape and dtype, not overlapping a or b;
     required when beta != 0 (beta == 0 never reads out). Returns out or a new array.
+    Checks run in the compiled kernel's order, so both raise the same exception.
     """
+    trans_a, trans_b = bool(trans_a), bool(trans_b)
     float_array(a, "a")
     float_array(b, "b")
     same_dtype(b, "b", a, "a")
@@ -23,6 +26,7 @@ def matmul(a, b, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None)
         raise ValueError(
             f"shapes don't chain: op(a) is {m}x{k} (a {a.shape}, trans_a={bool(trans_a)}) but "
             f"op(b) is {kb}x{n} (b {b.shape}, trans_b={bool(trans_b)})")
+    alpha, beta = c_double(alpha, "alpha"), c_double(beta, "beta")   # the kernel's C doubles
     if out is None:
         if beta != 0:
             raise ValueError("out is required when beta != 0")

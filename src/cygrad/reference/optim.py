@@ -19,20 +19,22 @@ def check_step(step):
         raise TypeError(f"step must be an int, got {type(step).__name__}")
     if step < 1:
         raise ValueError(f"step must be >= 1 (the 1-based count of this update), got {step}")
+    float(step)  # the kernels hold step in a C double: OverflowError beyond its range
     return int(step)
 
 
 def check_buffers(param, grad, **states):
     """param and grad, and the state buffers that are not None: 1-D, one dtype and
-    length, C-contiguous, param and states writeable, no two overlapping."""
+    length, C-contiguous, param and states writeable, no two overlapping (in the kernels'
+    order of checks)."""
     arrays = [("param", param), ("grad", grad)] + [(k, v) for k, v in states.items() if v is not None]
     for name, a in arrays:
         float_array(a, name)
-        check_ndim(a, 1, name)
         if name != "param":
             same_dtype(a, name, param, "param")
-            if a.shape != param.shape:
-                raise ValueError(f"{name} has length {a.shape[0]} but param has length {param.shape[0]}")
+        check_ndim(a, 1, name)
+        if name != "param" and a.shape != param.shape:
+            raise ValueError(f"{name} has length {a.shape[0]} but param has length {param.shape[0]}")
         if name != "grad":
             check_writeable(a, name)
     for i, (na, a) in enumerate(arrays):
@@ -87,6 +89,7 @@ def sgd_step(param, grad, momentum_buf, *, lr, momentum=0.0, dampening=0.0, weig
     lr, momentum = nonneg(lr, "lr"), nonneg(momentum, "momentum")
     dampening, weight_decay = real(dampening, "dampening"), nonneg(weight_decay, "weight_decay")
     step = check_step(step)
+    nesterov = bool(nesterov)
     maximize = check_flag(maximize, "maximize")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov requires momentum > 0 and dampening == 0")
