@@ -53,7 +53,7 @@ typedef struct {
 /* lanes of the partial-sum vectors of grad_w (one per tap, and one for grad_b) */
 #define CG_DW_LANES(T) ((ptrdiff_t)(64 / sizeof(T)))
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(CG_DW_NO_VECTORS)
 /* 64-byte vectors pass only between always-inlined helpers: no ABI is involved (GCC
  * warns at the end of the translation unit, so the warning stays off from here on) */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -164,11 +164,13 @@ CG_DW_CLONES static void cg_dw_correlate_##T(const T *p, const T *k, T init, int
                                                                                           \
 /* part[t] (lane sums) += the products of one block of gv (lanes past the row's end   \
  * masked: p may hold anything there, inf included) for taps t < nt at offsets off[t]  */ \
-CG_DW_INLINE void cg_dw_tap_block_##T(cg_dw_v_##T *acc, cg_dw_v_##T gv, const T *p,      \
-        const ptrdiff_t *off, int nt, ptrdiff_t nl, ptrdiff_t sw, cg_dw_m_##T tail) {     \
+CG_DW_INLINE void cg_dw_tap_block_##T(cg_dw_v_##T *acc, const T *g, const T *p,          \
+        const ptrdiff_t *off, int nt, ptrdiff_t nl, ptrdiff_t sw, const cg_dw_m_##T *tail) { \
+    cg_dw_v_##T gv;                                                                       \
+    memcpy(&gv, g, sizeof gv);                                                            \
     for (int t = 0; t < nt; t++) {                                                        \
         cg_dw_v_##T prod = gv * cg_dw_load_##T(p + off[t], sw, nl);                       \
-        acc[t] += nl == CG_DW_B_##T ? prod : (cg_dw_v_##T)((cg_dw_m_##T)prod & tail);     \
+        acc[t] += nl == CG_DW_B_##T ? prod : (cg_dw_v_##T)((cg_dw_m_##T)prod & *tail);    \
     }                                                                                     \
 }                                                                                         \
                                                                                           \
@@ -177,19 +179,15 @@ CG_DW_INLINE void cg_dw_tap_block_##T(cg_dw_v_##T *acc, cg_dw_v_##T gv, const T 
  * block of g is loaded once for all nt <= CG_DW_TAPS taps. Lane l of tap t adds the    \
  * columns l mod B, rows in order. */                                                     \
 CG_DW_INLINE void cg_dw_tap_group_##T(const T *gpad, const T *p, const ptrdiff_t *off,    \
-        int nt, T *part, ptrdiff_t sw, cg_dw_m_##T tail, const cg_corr *c) {              \
-    cg_dw_v_##T acc[CG_DW_TAPS] = {{0}}, gv;                                              \
+        int nt, T *part, ptrdiff_t sw, const cg_dw_m_##T *tail, const cg_corr *c) {       \
+    cg_dw_v_##T acc[CG_DW_TAPS] = {{0}};                                                  \
     for (ptrdiff_t r = 0; r < c->ho; r++) {                                               \
         const T *gr = gpad + r * CG_DW_ROW(c->wo), *pr = p + r * c->sh * c->pcols;        \
         ptrdiff_t b = 0;                                                                  \
-        for (; b + CG_DW_B_##T <= c->wo; b += CG_DW_B_##T) {                              \
-            memcpy(&gv, gr + b, sizeof gv);                                               \
-            cg_dw_tap_block_##T(acc, gv, pr + b * sw, off, nt, CG_DW_B_##T, sw, tail);    \
-        }                                                                                 \
-        if (b < c->wo) {                                                                  \
-            memcpy(&gv, gr + b, sizeof gv);                                               \
-            cg_dw_tap_block_##T(acc, gv, pr + b * sw, off, nt, c->wo - b, sw, tail);      \
-        }                                                                                 \
+        for (; b + CG_DW_B_##T <= c->wo; b += CG_DW_B_##T)                                \
+            cg_dw_tap_block_##T(acc, gr + b, pr + b * sw, off, nt, CG_DW_B_##T, sw, tail); \
+        if (b < c->wo)                                                                    \
+            cg_dw_tap_block_##T(acc, gr + b, pr + b * sw, off, nt, c->wo - b, sw, tail);  \
     }                                                                                     \
     memcpy(part, acc, nt * sizeof acc[0]);                                                \
 }                                                                                         \
@@ -205,9 +203,9 @@ CG_DW_INLINE void cg_dw_taps_##T(const T *gpad, const T *p, T *part, ptrdiff_t s
         for (int t = 0; t < nt; t++)                                                      \
             off[t] = (t0 + t) / c->kw * c->dh * c->pcols + (t0 + t) % c->kw * c->dw;      \
         if (nt == 9)    /* 3x3: a constant count, the accumulators stay in registers */  \
-            cg_dw_tap_group_##T(gpad, p, off, 9, part + t0 * CG_DW_B_##T, sw, tail, c);   \
+            cg_dw_tap_group_##T(gpad, p, off, 9, part + t0 * CG_DW_B_##T, sw, &tail, c);  \
         else                                                                              \
-            cg_dw_tap_group_##T(gpad, p, off, nt, part + t0 * CG_DW_B_##T, sw, tail, c);  \
+            cg_dw_tap_group_##T(gpad, p, off, nt, part + t0 * CG_DW_B_##T, sw, &tail, c); \
     }                                                                                     \
     for (ptrdiff_t e = 0; e < c->ho * CG_DW_ROW(c->wo); e += CG_DW_B_##T) { /* 0 past wo */ \
         memcpy(&v, gpad + e, sizeof v);                                                   \
