@@ -301,11 +301,13 @@ cdef void depthwise_forward_impl(const real *x, const real *w, const real *b, re
                                  Py_ssize_t planes, Py_ssize_t cin, Py_ssize_t m,
                                  int nt) noexcept nogil:
     """Item e = input plane (n, c): pad it once into the thread's scratch (border
-    zero), then its m output planes y[n, c*m + q] = b + correlation with w[c*m + q]."""
+    zero), then its m output planes y[n, c*m + q] = b + correlation with w[c*m + q].
+    Planes are handed out dynamically, a few at a time (a core busy with another
+    process then costs only its share); a plane's result never depends on its thread."""
     cdef Corr cf = forward_corr(g)
     cdef Py_ssize_t e, q, co, hw = g.h * g.w, L = g.ho * g.wo, kk = g.kh * g.kw
     cdef real *xp
-    for e in prange(planes, num_threads=nt, schedule='static'):
+    for e in prange(planes, num_threads=nt, schedule='dynamic', chunksize=8):
         xp = scratch + threadid() * ssize
         pad_plane(x + e * hw, xp, g)
         for q in range(m):
@@ -331,7 +333,7 @@ cdef void depthwise_backward_impl(const real *gout, const real *x, const real *w
     cdef real *xp
     cdef real *gpad
     cdef real *gs
-    for e in prange(planes, num_threads=nt, schedule='static'):
+    for e in prange(planes, num_threads=nt, schedule='dynamic', chunksize=8):
         xp = scratch + threadid() * sizes[3]
         gpad = xp + sizes[1]
         gs = xp + sizes[2]
