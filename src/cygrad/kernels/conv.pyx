@@ -436,6 +436,11 @@ def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
     return unfold_or_fold(True, t, cols, np.empty(shape, cols.dtype), &g)
 
 
+cdef void *data_or_null(x):
+    """Data pointer of an ndarray already checked, or NULL for None (a gradient not asked for)."""
+    return NULL if x is None else array_data(x)
+
+
 cdef tuple scratch_planes(const Geom *g, bint backward, bint spread, Py_ssize_t nt, dtype):
     """Per-thread scratch, zeroed, and the offsets in it of: the padded input plane xp
     (at 0), the padded gradient plane gpad and the spread gradient plane gs (backward;
@@ -491,9 +496,7 @@ cdef tuple depthwise_backward(int t, grad_out, x, weight, bint want_x, const Geo
     cdef void *px = array_data(x)
     cdef void *pw = array_data(weight)
     cdef void *pwf = array_data(wflip)
-    cdef void *pgx = NULL
-    if want_x:
-        pgx = array_data(grad_x)
+    cdef void *pgx = data_or_null(grad_x)
     cdef void *pp = array_data(part)
     cdef void *pt = array_data(total)
     cdef void *ps = array_data(scratch)
@@ -608,9 +611,7 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     cdef void *pgo = array_data(grad_out)
     cdef void *px = array_data(x)
     cdef void *pw = array_data(weight)
-    cdef void *pgx = NULL
-    if want_x:
-        pgx = array_data(grad_x)
+    cdef void *pgx = data_or_null(grad_x)
     cdef void *pt = array_data(total)
     cdef void *pp = array_data(part)
     cdef void *pc = array_data(cbuf)
