@@ -203,11 +203,12 @@ def test_torch_oracle():
 GROUPS = [(2, 3, 2), (4, 2, 1), (3, 1, 1), (4, 1, 2), (3, 1, 3)]
 GROUP_IDS = ["g2", "g4", "depthwise", "depthwise-x2", "depthwise-x3"]
 # (kernel, geometry): stride and dilation on either axis, padding wider than the
-# dilated kernel reaches (1x1 with padding 1), and a window that does not tile the input
+# dilated kernel reaches (1x1 with padding 1), a window that does not tile the input,
+# and more taps than the depthwise weight gradient sums in one pass (5x5: 16 + 9)
 GROUP_CASES = [((3, 3), dict()), ((3, 3), dict(stride=2, padding=1)),
                ((3, 5), dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2))),
                ((3, 3), dict(padding=2, dilation=2)), ((1, 1), dict(padding=1)),
-               ((5, 2), dict(stride=3, padding=(2, 1)))]
+               ((5, 2), dict(stride=3, padding=(2, 1))), ((5, 5), dict(stride=(1, 2), padding=2))]
 
 
 def group_data(groups, cin, cout, kernel, dtype, seed, shape=(3, 11, 9)):
