@@ -13,21 +13,26 @@
  * for finite weights (0 * inf is NaN); for a kernel with inf or NaN the caller uses
  * cg_dw_scatter, the plain loops that skip the padding as im2col/col2im does.
  *
+ * Scratch plane layout: each padded row is stored as sw phases, phase f holding the
+ * padded columns f, f + sw, f + 2sw, ... (plen of them; sw = 1: the row as it is).
+ * Tap (i, j) of output column ow is then element ow + (j*dw)/sw of phase (j*dw) % sw:
+ * consecutive outputs read consecutive elements at any stride. The caller passes each
+ * tap's offset in a table (cg_corr.off).
+ *
  * The loops run over blocks of B outputs of a row held in one vector (GCC/Clang
  * vector extensions, 64 bytes: 16 floats or 8 doubles; the compiler splits it where
  * the instruction set is narrower), CG_DW_NR rows at a time (independent dependency
- * chains sharing each weight), the last block of a row with fewer lanes in use.
- * Every sum runs in one fixed order: y and grad_x taps in (i, j) order; grad_w and
- * grad_b per plane pair lane by lane (lane l: columns l mod B, rows in order), written
- * as lane vectors, summed over the batch in image order and then by a fixed tree over
- * the lanes (cg_dw_lanes_total). So a result depends only on the geometry, never on
- * which thread computes it.
+ * chains sharing each weight). Every sum runs in one fixed order: y and grad_x taps in
+ * (i, j) order; grad_w and grad_b per plane pair lane by lane (lane l: columns l mod B,
+ * rows in order), written as lane vectors, summed over the batch in image order and
+ * then by a fixed tree over the lanes (cg_dw_lanes_total). So a result depends only on
+ * the geometry, never on which thread computes it.
  *
  * Scratch planes (xp, gs, gpad) belong to the calling thread and start zeroed; every
  * plane of a call writes the same positions of them, so their padding stays zero. A
- * stride-1 block reads a whole vector from them, up to B - 1 elements past the last
- * one it uses, so each scratch plane is followed by CG_DW_SLACK readable elements.
- * Lanes read past a row's end are never stored, and masked to 0 in grad_w.
+ * block reads a whole vector from them, up to B - 1 elements past the last one it
+ * uses, so each scratch plane is followed by CG_DW_SLACK readable elements. Lanes read
+ * past a row's end are never stored, and masked to 0 in grad_w.
  */
 #ifndef CYGRAD_CONV_DEPTHWISE_H
 #define CYGRAD_CONV_DEPTHWISE_H
@@ -36,10 +41,11 @@
 #include <string.h>
 #include "conv_kernels.h"
 
-/* one correlation out(r, c) = sum_{i,j} k(i, j) * p(r*sh + i*dh, c*sw + j*dw) over
- * r < ho, c < wo, on a plane p whose rows are pcols wide */
+/* one correlation out(r, c) = sum_t k[t] * p[r*sh*pcols + off[t] + c] over r < ho,
+ * c < wo, for the kk taps t of the kernel (k and off in the same order) */
 typedef struct {
-    ptrdiff_t ho, wo, sh, sw, kh, kw, dh, dw, pcols;
+    ptrdiff_t ho, wo, sh, kk, pcols;
+    const ptrdiff_t *off;
 } cg_corr;
 
 /* output rows computed together (independent accumulators) */
@@ -91,36 +97,26 @@ CG_DW_INLINE void cg_dw_copy_row_##T(T *dst, const T *src, ptrdiff_t n) {       
     cg_dw_copy_bytes((char *)dst, (const char *)src, n * sizeof(T));                      \
 }                                                                                         \
                                                                                           \
-/* lanes l < n of p[l*s], 0 above */                                                      \
-CG_DW_INLINE cg_dw_v_##T cg_dw_gather_##T(const T *p, ptrdiff_t s, ptrdiff_t n) {         \
-    cg_dw_v_##T v = {0};                                                                  \
-    if (s == 1) cg_dw_copy_short((char *)&v, (const char *)p, n * sizeof(T));             \
-    else for (ptrdiff_t l = 0; l < n; l++) v[l] = p[l * s];                               \
-    return v;                                                                             \
-}                                                                                         \
-/* a block's taps from a scratch plane: stride 1 loads the whole vector (slack) */        \
-CG_DW_INLINE cg_dw_v_##T cg_dw_load_##T(const T *p, ptrdiff_t s, ptrdiff_t n) {           \
+/* a whole vector from a scratch plane (slack past its end) */                            \
+CG_DW_INLINE cg_dw_v_##T cg_dw_load_##T(const T *p) {                                     \
     cg_dw_v_##T v;                                                                        \
-    if (s != 1) return cg_dw_gather_##T(p, s, n);                                         \
     memcpy(&v, p, sizeof v);                                                              \
     return v;                                                                             \
 }                                                                                         \
                                                                                           \
 /* rows [0, nr) of out (rows wo apart), lanes [0, nl) of a block: init (or out's        \
- * values) + the taps; p at row 0's first window */                                       \
-CG_DW_INLINE void cg_dw_block_##T(const T *p, const T *k, T init, int accumulate,        \
-        T *out, ptrdiff_t nl, ptrdiff_t sw, int nr, const cg_corr *c) {                   \
+ * values) + the kk taps; p at row 0's first output */                                    \
+CG_DW_INLINE void cg_dw_block_##T(const T *p, const T *k, ptrdiff_t kk, T init,          \
+        int accumulate, T *out, ptrdiff_t nl, int nr, const cg_corr *c) {                 \
     cg_dw_v_##T acc[CG_DW_NR];                                                            \
-    for (int q = 0; q < nr; q++)                                                          \
-        acc[q] = accumulate ? cg_dw_gather_##T(out + q * c->wo, 1, nl)                    \
-                            : (cg_dw_v_##T){0} + init;                                    \
-    for (ptrdiff_t i = 0; i < c->kh; i++)                                                 \
-        for (ptrdiff_t j = 0; j < c->kw; j++) {                                           \
-            const T *src = p + i * c->dh * c->pcols + j * c->dw;                          \
-            T kv = k[i * c->kw + j];                                                      \
-            for (int q = 0; q < nr; q++)                                                  \
-                acc[q] += kv * cg_dw_load_##T(src + q * c->sh * c->pcols, sw, nl);        \
-        }                                                                                 \
+    for (int q = 0; q < nr; q++) {                                                        \
+        acc[q] = (cg_dw_v_##T){0} + init;                                                 \
+        if (accumulate)                                                                   \
+            cg_dw_copy_short((char *)&acc[q], (const char *)(out + q * c->wo), nl * sizeof(T)); \
+    }                                                                                     \
+    for (ptrdiff_t t = 0; t < kk; t++)                                                    \
+        for (int q = 0; q < nr; q++)                                                      \
+            acc[q] += k[t] * cg_dw_load_##T(p + c->off[t] + q * c->sh * c->pcols);        \
     for (int q = 0; q < nr; q++)              /* nl <= B: at most one vector's bytes */   \
         cg_dw_copy_short((char *)(out + q * c->wo), (const char *)&acc[q], nl * sizeof(T)); \
 }                                                                                         \
@@ -128,100 +124,86 @@ CG_DW_INLINE void cg_dw_block_##T(const T *p, const T *k, T init, int accumulate
 /* rows [r, r + nr) of out, block by block. The last block of a row at least B wide    \
  * is the whole vector ending at the row's end: the columns it shares with the block   \
  * before are computed again, the same sum in the same order (not when accumulating). */ \
-CG_DW_INLINE void cg_dw_row_group_##T(const T *p, const T *k, T init, int accumulate,     \
-        T *out, ptrdiff_t r, ptrdiff_t sw, int nr, const cg_corr *c) {                    \
+CG_DW_INLINE void cg_dw_row_group_##T(const T *p, const T *k, ptrdiff_t kk, T init,      \
+        int accumulate, T *out, ptrdiff_t r, int nr, const cg_corr *c) {                  \
     const T *pr = p + r * c->sh * c->pcols;                                               \
     T *o = out + r * c->wo;                                                               \
     ptrdiff_t b = 0;                                                                      \
     for (; b + CG_DW_B_##T <= c->wo; b += CG_DW_B_##T)                                    \
-        cg_dw_block_##T(pr + b * sw, k, init, accumulate, o + b, CG_DW_B_##T, sw, nr, c); \
+        cg_dw_block_##T(pr + b, k, kk, init, accumulate, o + b, CG_DW_B_##T, nr, c);      \
     if (b == c->wo)                                                                       \
         return;                                                                           \
     if (b && !accumulate)                                                                 \
         b = c->wo - CG_DW_B_##T;                                                          \
-    cg_dw_block_##T(pr + b * sw, k, init, accumulate, o + b, c->wo - b, sw, nr, c);       \
+    cg_dw_block_##T(pr + b, k, kk, init, accumulate, o + b, c->wo - b, nr, c);            \
 }                                                                                         \
                                                                                           \
-CG_DW_INLINE void cg_dw_rows_##T(const T *p, const T *k, T init, int accumulate, T *out,  \
-        ptrdiff_t sw, const cg_corr *c) {                                                 \
+CG_DW_INLINE void cg_dw_rows_##T(const T *p, const T *k, ptrdiff_t kk, T init,           \
+                                 int accumulate, T *out, const cg_corr *c) {              \
     ptrdiff_t r = 0;                                                                      \
     for (; r + CG_DW_NR <= c->ho; r += CG_DW_NR)                                          \
-        cg_dw_row_group_##T(p, k, init, accumulate, out, r, sw, CG_DW_NR, c);             \
+        cg_dw_row_group_##T(p, k, kk, init, accumulate, out, r, CG_DW_NR, c);             \
     for (; r < c->ho; r++)                                                                \
-        cg_dw_row_group_##T(p, k, init, accumulate, out, r, sw, 1, c);                    \
+        cg_dw_row_group_##T(p, k, kk, init, accumulate, out, r, 1, c);                    \
 }                                                                                         \
                                                                                           \
-/* out (ho, wo) = init + the correlation of the scratch plane p with k (kh, kw); with   \
- * accumulate, out's values instead of init. Stride 1 gets its own copy (whole-vector  \
- * loads). */                                                                             \
+/* out (ho, wo) = init + the correlation of the scratch plane p with the taps k; with   \
+ * accumulate, out's values instead of init. 3x3 gets its own copy (a constant tap     \
+ * count: the loop over taps unrolls). */                                                 \
 CG_DW_CLONES static void cg_dw_correlate_##T(const T *p, const T *k, T init, int accumulate, \
                                              T *out, const cg_corr *c) {                  \
-    if (c->sw == 1)                                                                       \
-        cg_dw_rows_##T(p, k, init, accumulate, out, 1, c);                                \
+    if (c->kk == 9)                                                                       \
+        cg_dw_rows_##T(p, k, 9, init, accumulate, out, c);                                \
     else                                                                                  \
-        cg_dw_rows_##T(p, k, init, accumulate, out, c->sw, c);                            \
+        cg_dw_rows_##T(p, k, c->kk, init, accumulate, out, c);                            \
 }                                                                                         \
                                                                                           \
-/* part[t] (lane sums) += the products of one block of gv (lanes past the row's end   \
- * masked: p may hold anything there, inf included) for taps t < nt at offsets off[t]  */ \
+/* acc[t] (lane sums) += one block of g times the taps t < nt at offsets off[t] from p; \
+ * lanes past the row's end masked (p may hold anything there, inf included) */           \
 CG_DW_INLINE void cg_dw_tap_block_##T(cg_dw_v_##T *acc, const T *g, const T *p,          \
-        const ptrdiff_t *off, int nt, ptrdiff_t nl, ptrdiff_t sw, const cg_dw_m_##T *tail) { \
-    cg_dw_v_##T gv;                                                                       \
-    memcpy(&gv, g, sizeof gv);                                                            \
+        const ptrdiff_t *off, int nt, ptrdiff_t nl, const cg_dw_m_##T *tail) {            \
+    cg_dw_v_##T gv = cg_dw_load_##T(g);                                                   \
     for (int t = 0; t < nt; t++) {                                                        \
-        cg_dw_v_##T prod = gv * cg_dw_load_##T(p + off[t], sw, nl);                       \
+        cg_dw_v_##T prod = gv * cg_dw_load_##T(p + off[t]);                               \
         acc[t] += nl == CG_DW_B_##T ? prod : (cg_dw_v_##T)((cg_dw_m_##T)prod & *tail);    \
     }                                                                                     \
 }                                                                                         \
                                                                                           \
-/* part (nt, lanes) = lane sums over (r, c) of g(r, c) * p(r*sh + i*dh, c*sw + j*dw)    \
- * for the taps (i, j) at offsets off[t] = i*dh*pcols + j*dw; rows outer, so each      \
- * block of g is loaded once for all nt <= CG_DW_TAPS taps. Lane l of tap t adds the    \
- * columns l mod B, rows in order. */                                                     \
+/* part (nt, lanes) = lane sums over (r, c) of g(r, c) * p[r*sh*pcols + off[t] + c]     \
+ * for nt <= CG_DW_TAPS taps; rows outer, so each block of g is loaded once for all of  \
+ * them. Lane l of tap t adds the columns l mod B, rows in order. */                       \
 CG_DW_INLINE void cg_dw_tap_group_##T(const T *gpad, const T *p, const ptrdiff_t *off,    \
-        int nt, T *part, ptrdiff_t sw, const cg_dw_m_##T *tail, const cg_corr *c) {       \
+        int nt, T *part, const cg_dw_m_##T *tail, const cg_corr *c) {                     \
     cg_dw_v_##T acc[CG_DW_TAPS] = {{0}};                                                  \
     for (ptrdiff_t r = 0; r < c->ho; r++) {                                               \
         const T *gr = gpad + r * CG_DW_ROW(c->wo), *pr = p + r * c->sh * c->pcols;        \
         ptrdiff_t b = 0;                                                                  \
         for (; b + CG_DW_B_##T <= c->wo; b += CG_DW_B_##T)                                \
-            cg_dw_tap_block_##T(acc, gr + b, pr + b * sw, off, nt, CG_DW_B_##T, sw, tail); \
+            cg_dw_tap_block_##T(acc, gr + b, pr + b, off, nt, CG_DW_B_##T, tail);         \
         if (b < c->wo)                                                                    \
-            cg_dw_tap_block_##T(acc, gr + b, pr + b * sw, off, nt, c->wo - b, sw, tail);  \
+            cg_dw_tap_block_##T(acc, gr + b, pr + b, off, nt, c->wo - b, tail);           \
     }                                                                                     \
     memcpy(part, acc, nt * sizeof acc[0]);                                                \
 }                                                                                         \
                                                                                           \
-CG_DW_INLINE void cg_dw_taps_##T(const T *gpad, const T *p, T *part, ptrdiff_t sw,       \
-                                 const cg_corr *c) {                                      \
-    ptrdiff_t kk = c->kh * c->kw, off[CG_DW_TAPS];                                        \
-    cg_dw_m_##T tail = {0};                                                               \
-    cg_dw_v_##T v, bias = {0};                                                            \
-    for (int l = 0; l < c->wo % CG_DW_B_##T; l++) tail[l] = -1;                           \
-    for (ptrdiff_t t0 = 0; t0 < kk; t0 += CG_DW_TAPS) {                                   \
-        int nt = kk - t0 < CG_DW_TAPS ? (int)(kk - t0) : CG_DW_TAPS;                      \
-        for (int t = 0; t < nt; t++)                                                      \
-            off[t] = (t0 + t) / c->kw * c->dh * c->pcols + (t0 + t) % c->kw * c->dw;      \
-        if (nt == 9)    /* 3x3: a constant count, the accumulators stay in registers */  \
-            cg_dw_tap_group_##T(gpad, p, off, 9, part + t0 * CG_DW_B_##T, sw, &tail, c);  \
-        else                                                                              \
-            cg_dw_tap_group_##T(gpad, p, off, nt, part + t0 * CG_DW_B_##T, sw, &tail, c); \
-    }                                                                                     \
-    for (ptrdiff_t e = 0; e < c->ho * CG_DW_ROW(c->wo); e += CG_DW_B_##T) { /* 0 past wo */ \
-        memcpy(&v, gpad + e, sizeof v);                                                   \
-        bias += v;                                                                        \
-    }                                                                                     \
-    memcpy(part + kk * CG_DW_B_##T, &bias, sizeof bias);                                  \
-}                                                                                         \
-                                                                                          \
-/* part (KH*KW + 1, lanes): one plane pair's grad_w lane sums per tap, then grad_b's;   \
+/* part (kk + 1, lanes): one plane pair's grad_w lane sums per tap, then grad_b's;      \
  * gpad: the gradient plane with rows zero-filled to CG_DW_ROW(wo) */                      \
 CG_DW_CLONES static void cg_dw_weight_grad_##T(const T *gpad, const T *p, T *part,       \
                                                const cg_corr *c) {                        \
-    if (c->sw == 1)                                                                       \
-        cg_dw_taps_##T(gpad, p, part, 1, c);                                              \
-    else                                                                                  \
-        cg_dw_taps_##T(gpad, p, part, c->sw, c);                                          \
+    cg_dw_m_##T tail = {0};                                                               \
+    cg_dw_v_##T bias = {0};                                                               \
+    for (int l = 0; l < c->wo % CG_DW_B_##T; l++) tail[l] = -1;                           \
+    for (ptrdiff_t t0 = 0; t0 < c->kk; t0 += CG_DW_TAPS) {                                \
+        int nt = c->kk - t0 < CG_DW_TAPS ? (int)(c->kk - t0) : CG_DW_TAPS;                \
+        T *pt = part + t0 * CG_DW_B_##T;                                                  \
+        if (nt == 9)    /* 3x3: a constant count, the accumulators stay in registers */  \
+            cg_dw_tap_group_##T(gpad, p, c->off + t0, 9, pt, &tail, c);                   \
+        else                                                                              \
+            cg_dw_tap_group_##T(gpad, p, c->off + t0, nt, pt, &tail, c);                  \
+    }                                                                                     \
+    for (ptrdiff_t e = 0; e < c->ho * CG_DW_ROW(c->wo); e += CG_DW_B_##T) /* 0 past wo */ \
+        bias += cg_dw_load_##T(gpad + e);                                                 \
+    memcpy(part + c->kk * CG_DW_B_##T, &bias, sizeof bias);                               \
 }                                                                                         \
                                                                                           \
 /* total[j] = the lanes, by a fixed tree (halving), of sum over i < n in order of the   \
@@ -229,12 +211,10 @@ CG_DW_CLONES static void cg_dw_weight_grad_##T(const T *gpad, const T *p, T *par
 CG_DW_CLONES static void cg_dw_lanes_total_##T(const T *part, T *total, ptrdiff_t n,     \
                                                ptrdiff_t count) {                         \
     for (ptrdiff_t j = 0; j < count; j++) {                                               \
-        cg_dw_v_##T acc = {0}, v;                                                         \
+        cg_dw_v_##T acc = {0};                                                            \
         T t[CG_DW_B_##T];                                                                 \
-        for (ptrdiff_t i = 0; i < n; i++) {                                               \
-            memcpy(&v, part + (i * count + j) * CG_DW_B_##T, sizeof v);                   \
-            acc += v;                                                                     \
-        }                                                                                 \
+        for (ptrdiff_t i = 0; i < n; i++)                                                 \
+            acc += cg_dw_load_##T(part + (i * count + j) * CG_DW_B_##T);                  \
         memcpy(t, &acc, sizeof t);                                                        \
         for (int w = CG_DW_B_##T / 2; w > 0; w /= 2)                                      \
             for (int l = 0; l < w; l++) t[l] += t[l + w];                                 \
@@ -257,22 +237,19 @@ static void cg_dw_correlate_##T(const T *p, const T *k, T init, int accumulate, 
     for (ptrdiff_t r = 0; r < c->ho; r++)                                                 \
         for (ptrdiff_t q = 0; q < c->wo; q++) {                                           \
             T acc = accumulate ? out[r * c->wo + q] : init;                               \
-            for (ptrdiff_t i = 0; i < c->kh; i++)                                         \
-                for (ptrdiff_t j = 0; j < c->kw; j++)                                     \
-                    acc += k[i * c->kw + j] *                                             \
-                           p[(r * c->sh + i * c->dh) * c->pcols + q * c->sw + j * c->dw]; \
+            for (ptrdiff_t t = 0; t < c->kk; t++)                                         \
+                acc += k[t] * p[r * c->sh * c->pcols + c->off[t] + q];                    \
             out[r * c->wo + q] = acc;                                                     \
         }                                                                                 \
 }                                                                                         \
 /* the sums in lane 0 of each partial vector, zeros in the others */                      \
 static void cg_dw_weight_grad_##T(const T *gpad, const T *p, T *part, const cg_corr *c) { \
-    ptrdiff_t kk = c->kh * c->kw;                                                         \
-    memset(part, 0, (kk + 1) * CG_DW_LANES(T) * sizeof(T));                               \
-    for (ptrdiff_t t = 0; t <= kk; t++)                                                   \
+    memset(part, 0, (c->kk + 1) * CG_DW_LANES(T) * sizeof(T));                            \
+    for (ptrdiff_t t = 0; t <= c->kk; t++)                                                \
         for (ptrdiff_t r = 0; r < c->ho; r++)                                             \
             for (ptrdiff_t q = 0; q < c->wo; q++)                                         \
-                part[t * CG_DW_LANES(T)] += gpad[r * CG_DW_ROW(c->wo) + q] * (t == kk ? 1 : \
-                    p[(r * c->sh + t / c->kw * c->dh) * c->pcols + q * c->sw + t % c->kw * c->dw]); \
+                part[t * CG_DW_LANES(T)] += gpad[r * CG_DW_ROW(c->wo) + q] *              \
+                    (t == c->kk ? 1 : p[r * c->sh * c->pcols + c->off[t] + q]);           \
 }                                                                                         \
 static void cg_dw_lanes_total_##T(const T *part, T *total, ptrdiff_t n, ptrdiff_t count) { \
     for (ptrdiff_t j = 0; j < count; j++) {                                               \
@@ -288,11 +265,25 @@ CG_DEFINE_DEPTHWISE(double)
 #endif
 
 #define CG_DEFINE_DW_COPIES(T)                                                            \
-/* interior of xp (rows w + 2pw wide) = the plane x (h, w) */                             \
+/* the interior of xp = the plane x (h, w), padded by (ph, pw), in sw column phases of  \
+ * plen (module comment): xp's rows are sw*plen wide */                                    \
 CG_DW_CLONES static void cg_dw_pad_##T(const T *x, T *xp, ptrdiff_t h, ptrdiff_t w,      \
-                                       ptrdiff_t ph, ptrdiff_t pw) {                      \
-    for (ptrdiff_t r = 0; r < h; r++)                                                     \
-        cg_dw_copy_row_##T(xp + (r + ph) * (w + 2 * pw) + pw, x + r * w, w);              \
+        ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t sw, ptrdiff_t plen) {                       \
+    if (sw == 1) {                                                                        \
+        for (ptrdiff_t r = 0; r < h; r++)                                                 \
+            cg_dw_copy_row_##T(xp + (r + ph) * plen + pw, x + r * w, w);                  \
+        return;                                                                           \
+    }                                                                                     \
+    for (ptrdiff_t f = 0; f < sw; f++) {                                                  \
+        ptrdiff_t c0 = ((f - pw) % sw + sw) % sw;   /* x columns c0, c0 + sw, ... */      \
+        ptrdiff_t n = c0 < w ? (w - c0 + sw - 1) / sw : 0;                                \
+        T *dst = xp + ph * sw * plen + f * plen + (c0 + pw) / sw;                         \
+        for (ptrdiff_t r = 0; r < h; r++, dst += sw * plen)                               \
+            if (sw == 2)        /* the common stride: a constant, vector code */         \
+                for (ptrdiff_t e = 0; e < n; e++) dst[e] = x[r * w + c0 + 2 * e];         \
+            else                                                                          \
+                for (ptrdiff_t e = 0; e < n; e++) dst[e] = x[r * w + c0 + e * sw];        \
+    }                                                                                     \
 }                                                                                         \
 /* gs (rows, cols) at (oh*sh + top, ow*sw + left) = g (ho, wo); g values that land      \
  * outside gs reach only the padding, which has no gradient */                             \

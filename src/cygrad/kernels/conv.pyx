@@ -228,17 +228,10 @@ cdef int conv_backward_impl(const real *gout, const real *x, const real *w, real
 # transpose, and the plain transpose for kernels with inf or NaN.
 cdef extern from "conv_depthwise.h":
     ctypedef struct Corr "cg_corr":
-        Py_ssize_t ho, wo, sh, sw, kh, kw, dh, dw, pcols
+        Py_ssize_t ho, wo, sh, kk, pcols
+        const Py_ssize_t *off
     Py_ssize_t CG_DW_SLACK
     Py_ssize_t CG_DW_ROW(Py_ssize_t wo) noexcept nogil
-    void cg_dw_lanes_total_float(const float *part, float *total, Py_ssize_t n,
-                                 Py_ssize_t count) noexcept nogil
-    void cg_dw_lanes_total_double(const double *part, double *total, Py_ssize_t n,
-                                  Py_ssize_t count) noexcept nogil
-    void cg_dw_scatter_float(const float *g, const float *k, int accumulate, float *gx,
-                             const Geom *d) noexcept nogil
-    void cg_dw_scatter_double(const double *g, const double *k, int accumulate, double *gx,
-                              const Geom *d) noexcept nogil
     void cg_dw_correlate_float(const float *p, const float *k, float init, int accumulate,
                                float *out, const Corr *c) noexcept nogil
     void cg_dw_correlate_double(const double *p, const double *k, double init, int accumulate,
@@ -247,20 +240,38 @@ cdef extern from "conv_depthwise.h":
                                  const Corr *c) noexcept nogil
     void cg_dw_weight_grad_double(const double *gpad, const double *p, double *part,
                                   const Corr *c) noexcept nogil
+    void cg_dw_lanes_total_float(const float *part, float *total, Py_ssize_t n,
+                                 Py_ssize_t count) noexcept nogil
+    void cg_dw_lanes_total_double(const double *part, double *total, Py_ssize_t n,
+                                  Py_ssize_t count) noexcept nogil
+    void cg_dw_pad_float(const float *x, float *xp, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph,
+                         Py_ssize_t pw, Py_ssize_t sw, Py_ssize_t plen) noexcept nogil
+    void cg_dw_pad_double(const double *x, double *xp, Py_ssize_t h, Py_ssize_t w,
+                          Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sw,
+                          Py_ssize_t plen) noexcept nogil
     void cg_dw_pad_rows_float(const float *g, float *gpad, Py_ssize_t ho,
                               Py_ssize_t wo) noexcept nogil
     void cg_dw_pad_rows_double(const double *g, double *gpad, Py_ssize_t ho,
                                Py_ssize_t wo) noexcept nogil
-    void cg_dw_pad_float(const float *x, float *xp, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph,
-                         Py_ssize_t pw) noexcept nogil
-    void cg_dw_pad_double(const double *x, double *xp, Py_ssize_t h, Py_ssize_t w,
-                          Py_ssize_t ph, Py_ssize_t pw) noexcept nogil
-    void cg_dw_spread_float(const float *g, float *gp, Py_ssize_t rows, Py_ssize_t cols,
+    void cg_dw_spread_float(const float *g, float *gs, Py_ssize_t rows, Py_ssize_t cols,
                             Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t sh, Py_ssize_t sw,
                             Py_ssize_t top, Py_ssize_t left) noexcept nogil
-    void cg_dw_spread_double(const double *g, double *gp, Py_ssize_t rows, Py_ssize_t cols,
+    void cg_dw_spread_double(const double *g, double *gs, Py_ssize_t rows, Py_ssize_t cols,
                              Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t sh, Py_ssize_t sw,
                              Py_ssize_t top, Py_ssize_t left) noexcept nogil
+    void cg_dw_scatter_float(const float *g, const float *k, int accumulate, float *gx,
+                             const Geom *d) noexcept nogil
+    void cg_dw_scatter_double(const double *g, const double *k, int accumulate, double *gx,
+                              const Geom *d) noexcept nogil
+
+
+cdef struct DW:
+    # one depthwise call: the forward correlation over the padded input plane xp (its
+    # rows in sw column phases of plen), the transposed one over the spread gradient
+    # plane gs (rows, cols), and each thread's scratch: xp at 0, then gpad and gs at
+    # offsets gpad, gs, size in all
+    Corr fwd, tr
+    Py_ssize_t plen, rows, cols, top, left, gpad, gs, size
 
 
 cdef inline void correlate(const real *p, const real *k, real init, bint accumulate, real *out,
@@ -271,82 +282,59 @@ cdef inline void correlate(const real *p, const real *k, real init, bint accumul
         cg_dw_correlate_double(p, k, init, accumulate, out, c)
 
 
-cdef inline void pad_plane(const real *x, real *xp, const Geom *g) noexcept nogil:
+cdef inline void pad_plane(const real *x, real *xp, const Geom *g, const DW *dw) noexcept nogil:
     if real is float:
-        cg_dw_pad_float(x, xp, g.h, g.w, g.ph, g.pw)
+        cg_dw_pad_float(x, xp, g.h, g.w, g.ph, g.pw, g.sw, dw.plen)
     else:
-        cg_dw_pad_double(x, xp, g.h, g.w, g.ph, g.pw)
-
-
-cdef Corr forward_corr(const Geom *g) noexcept nogil:
-    """y = correlation of the padded plane (rows W + 2pw wide) with the kernel."""
-    cdef Corr c
-    c.ho, c.wo, c.sh, c.sw = g.ho, g.wo, g.sh, g.sw
-    c.kh, c.kw, c.dh, c.dw = g.kh, g.kw, g.dh, g.dw
-    c.pcols = g.w + 2 * g.pw
-    return c
-
-
-cdef Corr transpose_corr(const Geom *g) noexcept nogil:
-    """grad_x (H, W) = stride-1 correlation of the spread gradient plane (rows W +
-    (KW-1)*dw wide) with the flipped kernel."""
-    cdef Corr c = forward_corr(g)
-    c.ho, c.wo, c.sh, c.sw = g.h, g.w, 1, 1
-    c.pcols = g.w + (g.kw - 1) * g.dw
-    return c
+        cg_dw_pad_double(x, xp, g.h, g.w, g.ph, g.pw, g.sw, dw.plen)
 
 
 cdef void depthwise_forward_impl(const real *x, const real *w, const real *b, real *y,
-                                 real *scratch, Py_ssize_t ssize, const Geom *g,
+                                 real *scratch, const Geom *g, const DW *dw,
                                  Py_ssize_t planes, Py_ssize_t cin, Py_ssize_t m,
                                  int nt) noexcept nogil:
     """Item e = input plane (n, c): pad it once into the thread's scratch (border
     zero), then its m output planes y[n, c*m + q] = b + correlation with w[c*m + q].
     Planes are handed out dynamically, a few at a time (a core busy with another
     process then costs only its share); a plane's result never depends on its thread."""
-    cdef Corr cf = forward_corr(g)
     cdef Py_ssize_t e, q, co, hw = g.h * g.w, L = g.ho * g.wo, kk = g.kh * g.kw
     cdef real *xp
     for e in prange(planes, num_threads=nt, schedule='dynamic', chunksize=8):
-        xp = scratch + threadid() * ssize
-        pad_plane(x + e * hw, xp, g)
+        xp = scratch + threadid() * dw.size
+        pad_plane(x + e * hw, xp, g, dw)
         for q in range(m):
             co = e % cin * m + q
-            correlate(xp, w + co * kk, b[co], False, y + (e * m + q) * L, &cf)
+            correlate(xp, w + co * kk, b[co], False, y + (e * m + q) * L, &dw.fwd)
 
 
 cdef void depthwise_backward_impl(const real *gout, const real *x, const real *w,
                                   const real *wflip, bint finite, real *gx, real *part,
-                                  real *scratch, const Py_ssize_t *sizes, const Geom *g,
+                                  real *scratch, const Geom *g, const DW *dw,
                                   Py_ssize_t planes, Py_ssize_t cin, Py_ssize_t m,
                                   int nt) noexcept nogil:
     """Item e = input plane (n, c) and its m output planes o = e*m + q: part[o]
     (KH*KW + 1, lanes) = that plane pair's weight and bias gradient lane sums; gx[e]
     (when not NULL) = sum over q, in order, of the spread g[o] correlated with the
-    flipped w[co] (finite weights; else the plain scatter of g[o] through w[co]).
-    A thread's scratch: xp, gpad, gs (sizes: their offsets, then the total)."""
-    cdef Corr cf = forward_corr(g), cx = transpose_corr(g)
+    flipped w[co] (finite weights; else the plain scatter of g[o] through w[co])."""
     cdef Py_ssize_t e, q, o, co, hw = g.h * g.w, L = g.ho * g.wo, kk = g.kh * g.kw
     cdef Py_ssize_t psize = (kk + 1) * (64 // sizeof(real))
-    cdef Py_ssize_t rows = g.h + (g.kh - 1) * g.dh
-    cdef Py_ssize_t top = (g.kh - 1) * g.dh - g.ph, left = (g.kw - 1) * g.dw - g.pw
     cdef real *xp
     cdef real *gpad
     cdef real *gs
     for e in prange(planes, num_threads=nt, schedule='dynamic', chunksize=8):
-        xp = scratch + threadid() * sizes[3]
-        gpad = xp + sizes[1]
-        gs = xp + sizes[2]
-        pad_plane(x + e * hw, xp, g)
+        xp = scratch + threadid() * dw.size
+        gpad = xp + dw.gpad
+        gs = xp + dw.gs
+        pad_plane(x + e * hw, xp, g, dw)
         for q in range(m):
             o = e * m + q
             co = e % cin * m + q
             if real is float:
                 cg_dw_pad_rows_float(gout + o * L, gpad, g.ho, g.wo)
-                cg_dw_weight_grad_float(gpad, xp, part + o * psize, &cf)
+                cg_dw_weight_grad_float(gpad, xp, part + o * psize, &dw.fwd)
             else:
                 cg_dw_pad_rows_double(gout + o * L, gpad, g.ho, g.wo)
-                cg_dw_weight_grad_double(gpad, xp, part + o * psize, &cf)
+                cg_dw_weight_grad_double(gpad, xp, part + o * psize, &dw.fwd)
             if gx == NULL:
                 continue
             if not finite:
@@ -356,12 +344,12 @@ cdef void depthwise_backward_impl(const real *gout, const real *x, const real *w
                     cg_dw_scatter_double(gout + o * L, w + co * kk, q > 0, gx + e * hw, g)
                 continue
             if real is float:
-                cg_dw_spread_float(gout + o * L, gs, rows, cx.pcols, g.ho, g.wo, g.sh, g.sw,
-                                   top, left)
+                cg_dw_spread_float(gout + o * L, gs, dw.rows, dw.cols, g.ho, g.wo, g.sh, g.sw,
+                                   dw.top, dw.left)
             else:
-                cg_dw_spread_double(gout + o * L, gs, rows, cx.pcols, g.ho, g.wo, g.sh, g.sw,
-                                    top, left)
-            correlate(gs, wflip + co * kk, 0, q > 0, gx + e * hw, &cx)
+                cg_dw_spread_double(gout + o * L, gs, dw.rows, dw.cols, g.ho, g.wo, g.sh, g.sw,
+                                    dw.top, dw.left)
+            correlate(gs, wflip + co * kk, 0, q > 0, gx + e * hw, &dw.tr)
 
 
 # ---------------------------------------------------------------- Python API
@@ -441,25 +429,41 @@ cdef void *data_or_null(x):
     return NULL if x is None else array_data(x)
 
 
-cdef tuple scratch_planes(const Geom *g, bint backward, bint spread, Py_ssize_t nt, dtype):
-    """Per-thread scratch, zeroed, and the offsets in it of: the padded input plane xp
-    (at 0), the padded gradient plane gpad and the spread gradient plane gs (backward;
-    gs with spread), then the size; each plane followed by CG_DW_SLACK elements."""
-    sizes = [0, (g.h + 2 * g.ph) * (g.w + 2 * g.pw) + CG_DW_SLACK]
-    sizes.append(sizes[1] + (g.ho * CG_DW_ROW(g.wo) + CG_DW_SLACK if backward else 0))
-    sizes.append(sizes[2] + ((g.h + (g.kh - 1) * g.dh) * (g.w + (g.kw - 1) * g.dw)
-                             + CG_DW_SLACK if spread else 0))
-    if sizes[3] > 2**40:
+cdef DW depthwise_plan(const Geom *g, bint backward, bint spread, offsets) except *:
+    """The geometry of a depthwise call (DW's comment); offsets: a list that receives
+    the two tap-offset tables (int arrays the caller keeps alive while DW is in use)."""
+    cdef DW dw
+    dw.plen = (g.w + 2 * g.pw + g.sw - 1) // g.sw       # padded columns per phase
+    i, j = np.divmod(np.arange(g.kh * g.kw), g.kw)
+    # tap (i, j) of the forward pass: row i*dh, phase (j*dw) % sw, element (j*dw) // sw
+    fwd = np.ascontiguousarray(i * g.dh * g.sw * dw.plen + j * g.dw % g.sw * dw.plen
+                               + j * g.dw // g.sw, np.intp)
+    dw.rows, dw.cols = g.h + (g.kh - 1) * g.dh, g.w + (g.kw - 1) * g.dw
+    dw.top, dw.left = (g.kh - 1) * g.dh - g.ph, (g.kw - 1) * g.dw - g.pw
+    tr = np.ascontiguousarray(i * g.dh * dw.cols + j * g.dw, np.intp)
+    offsets += [fwd, tr]
+    dw.fwd.ho, dw.fwd.wo, dw.fwd.sh, dw.fwd.kk = g.ho, g.wo, g.sh, g.kh * g.kw
+    dw.fwd.pcols, dw.fwd.off = g.sw * dw.plen, <const Py_ssize_t *>array_data(fwd)
+    dw.tr.ho, dw.tr.wo, dw.tr.sh, dw.tr.kk = g.h, g.w, 1, g.kh * g.kw
+    dw.tr.pcols, dw.tr.off = dw.cols, <const Py_ssize_t *>array_data(tr)
+    # scratch: each plane followed by CG_DW_SLACK elements (whole-vector reads)
+    dw.gpad = (g.h + 2 * g.ph) * dw.fwd.pcols + CG_DW_SLACK
+    dw.gs = dw.gpad + (g.ho * CG_DW_ROW(g.wo) + CG_DW_SLACK if backward else 0)
+    size = dw.gs + (dw.rows * dw.cols + CG_DW_SLACK if spread else 0)
+    if size > 2**40:
         raise ValueError(f"padding {(g.ph, g.pw)} on a {(g.h, g.w)} input: padded planes of "
-                         f"{sizes[3]} elements are too large")
-    return np.zeros((nt, sizes[3]), dtype), np.array(sizes, np.intp)
+                         f"{size} elements are too large")
+    dw.size = size
+    return dw
 
 
 cdef object depthwise_forward(int t, x, weight, bias, const Geom *g):
     """conv2d_forward for groups == C_in: planes of x in parallel, each padded once."""
     cdef Py_ssize_t n = x.shape[0], cin = x.shape[1], cout = weight.shape[0]
     cdef int nt = threads_for(<double>n * cout * g.ho * g.wo * g.kh * g.kw)
-    scratch, sizes = scratch_planes(g, False, False, nt, x.dtype)
+    offsets = []
+    cdef DW dw = depthwise_plan(g, False, False, offsets)
+    scratch = np.zeros((nt, dw.size), x.dtype)
     b = np.zeros(cout, x.dtype) if bias is None else bias
     y = np.empty((n, cout, g.ho, g.wo), x.dtype)
     cdef void *px = array_data(x)
@@ -467,14 +471,13 @@ cdef object depthwise_forward(int t, x, weight, bias, const Geom *g):
     cdef void *pb = array_data(b)
     cdef void *py = array_data(y)
     cdef void *ps = array_data(scratch)
-    cdef Py_ssize_t ssize = scratch.shape[1]
     with nogil:
         if t == cnp.NPY_FLOAT:
             depthwise_forward_impl(<float *>px, <float *>pw, <float *>pb, <float *>py,
-                                   <float *>ps, ssize, g, n * cin, cin, cout // cin, nt)
+                                   <float *>ps, g, &dw, n * cin, cin, cout // cin, nt)
         else:
             depthwise_forward_impl(<double *>px, <double *>pw, <double *>pb, <double *>py,
-                                   <double *>ps, ssize, g, n * cin, cin, cout // cin, nt)
+                                   <double *>ps, g, &dw, n * cin, cin, cout // cin, nt)
     return y
 
 
@@ -485,7 +488,9 @@ cdef tuple depthwise_backward(int t, grad_out, x, weight, bint want_x, const Geo
     cdef Py_ssize_t n = x.shape[0], cin = x.shape[1], cout = weight.shape[0]
     cdef Py_ssize_t kk = g.kh * g.kw
     cdef int nt = threads_for(<double>n * cout * g.ho * g.wo * kk * (3 if want_x else 2))
-    scratch, sizes = scratch_planes(g, True, want_x, nt, x.dtype)
+    offsets = []
+    cdef DW dw = depthwise_plan(g, True, want_x, offsets)
+    scratch = np.zeros((nt, dw.size), x.dtype)
     part = np.empty((n, cout, kk + 1, 64 // x.itemsize), x.dtype)
     total = np.empty((cout, kk + 1), x.dtype)
     # the transposed correlation multiplies weights by zeros: exact for finite ones only
@@ -500,16 +505,15 @@ cdef tuple depthwise_backward(int t, grad_out, x, weight, bint want_x, const Geo
     cdef void *pp = array_data(part)
     cdef void *pt = array_data(total)
     cdef void *ps = array_data(scratch)
-    cdef const Py_ssize_t *psz = <const Py_ssize_t *>array_data(sizes)
     with nogil:
         if t == cnp.NPY_FLOAT:
             depthwise_backward_impl(<float *>pgo, <float *>px, <float *>pw, <float *>pwf,
-                                    finite, <float *>pgx, <float *>pp, <float *>ps, psz, g,
+                                    finite, <float *>pgx, <float *>pp, <float *>ps, g, &dw,
                                     n * cin, cin, cout // cin, nt)
             cg_dw_lanes_total_float(<float *>pp, <float *>pt, n, cout * (kk + 1))
         else:
             depthwise_backward_impl(<double *>pgo, <double *>px, <double *>pw, <double *>pwf,
-                                    finite, <double *>pgx, <double *>pp, <double *>ps, psz, g,
+                                    finite, <double *>pgx, <double *>pp, <double *>ps, g, &dw,
                                     n * cin, cin, cout // cin, nt)
             cg_dw_lanes_total_double(<double *>pp, <double *>pt, n, cout * (kk + 1))
     grad_w = np.ascontiguousarray(total[:, :kk]).reshape(weight.shape)
