@@ -144,36 +144,44 @@ cdef int conv_forward_impl(const real *x, const real *wext, Py_ssize_t kb, real 
     return 0
 
 
+cdef int item_backward(const real *gi, const real *xe, const real *wg, real *gxe, real *pg,
+                       real *cb, real *db, const Geom *g, Py_ssize_t co, bint accumulate,
+                       int gnt) noexcept nogil:
+    """One (image, group) item e: pg (co, K+1) (+)= g_e @ cols_ext_e^T (last column: bias
+    gradient), and gxe = col2im(W_g^T @ g_e) when not NULL. cb: column buffer (K+1, L)
+    whose row K holds ones; db: (K, L). Returns -1 when the GEMM ran out of memory."""
+    cdef Py_ssize_t L = g.ho * g.wo, K = g.c * g.kh * g.kw
+    im2col_image(xe, cb, g)
+    if K + 1 <= SMALL_K:
+        if real is float:
+            cg_dots_float(gi, cb, pg, co, K + 1, L, accumulate)
+        else:
+            cg_dots_double(gi, cb, pg, co, K + 1, L, accumulate)
+    elif gemm(False, True, co, K + 1, L, gi, L, cb, L, 1 if accumulate else 0, pg, K + 1, gnt):
+        return -1
+    if gxe != NULL:
+        if gemm(True, False, K, L, co, wg, K, gi, L, 0, db, L, gnt):
+            return -1
+        col2im_image(db, gxe, g)
+    return 0
+
+
 cdef int chunk_backward(Py_ssize_t chunk, const real *gout, const real *x, const real *w,
                         real *gx, real *part, real *cb, real *db, const Geom *g,
                         Py_ssize_t n, Py_ssize_t groups, Py_ssize_t co, int gnt) noexcept nogil:
-    """For the images of one chunk, each group in turn (item e = i*G + gr, module
-    docstring): the group's co rows of part (C_out, K+1) = sum_i g_e @ cols_ext_e^T
-    in image order (last column: bias gradient), and gx_e = col2im(W_gr^T @ g_e) when
-    gx is not NULL. cb: column buffer (K+1, L) whose row K holds ones; db: (K, L)."""
-    cdef Py_ssize_t L = g.ho * g.wo, chw = g.c * g.h * g.w
-    cdef Py_ssize_t K = g.c * g.kh * g.kw, i, gr, e, first = chunk * CHUNK
+    """item_backward for the images of one chunk, each group in turn (item e = i*G + gr,
+    module docstring): the group's co rows of part (C_out, K+1) = the sum over the
+    chunk's images, in image order."""
+    cdef Py_ssize_t L = g.ho * g.wo, chw = g.c * g.h * g.w, K = g.c * g.kh * g.kw
+    cdef Py_ssize_t i, gr, e, first = chunk * CHUNK
     cdef Py_ssize_t last = first + CHUNK if first + CHUNK < n else n
-    cdef const real *gi
-    cdef real *pg
     for i in range(first, last):
         for gr in range(groups):
             e = i * groups + gr
-            gi = gout + e * co * L
-            pg = part + gr * co * (K + 1)
-            im2col_image(x + e * chw, cb, g)
-            if K + 1 <= SMALL_K:
-                if real is float:
-                    cg_dots_float(gi, cb, pg, co, K + 1, L, i != first)
-                else:
-                    cg_dots_double(gi, cb, pg, co, K + 1, L, i != first)
-            elif gemm(False, True, co, K + 1, L, gi, L, cb, L, 0 if i == first else 1,
-                      pg, K + 1, gnt):
+            if item_backward(gout + e * co * L, x + e * chw, w + gr * co * K,
+                             gx + e * chw if gx != NULL else NULL, part + gr * co * (K + 1),
+                             cb, db, g, co, i != first, gnt):
                 return -1
-            if gx != NULL:
-                if gemm(True, False, K, L, co, w + gr * co * K, K, gi, L, 0, db, L, gnt):
-                    return -1
-                col2im_image(db, gx + e * chw, g)
     return 0
 
 
