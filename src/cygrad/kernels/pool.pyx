@@ -71,38 +71,40 @@ cdef extern from "conv_pool.h":
                            Py_ssize_t w0, Py_ssize_t w1, index_t *best) noexcept nogil
 
 
+cdef inline void max_windows(const real *x, real *y, index_t *idx, const Pool *p,
+                             Py_ssize_t oh, Py_ssize_t ow0) noexcept nogil:
+    """Outputs (oh, ow) for ow >= ow0, each the max of its window clipped to the input."""
+    cdef Py_ssize_t ow, h0, h1, w0, w1, o
+    for ow in range(ow0, p.wo):
+        window(p, oh, ow, &h0, &h1, &w0, &w1)
+        o = oh * p.wo + ow
+        if real is float:
+            y[o] = cg_max_window_f(x, p.w, h0, h1, w0, w1, idx + o)
+        else:
+            y[o] = cg_max_window_d(x, p.w, h0, h1, w0, w1, idx + o)
+
+
 cdef void max_plane(const real *x, real *y, index_t *idx, const Pool *p) noexcept nogil:
-    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, o
+    cdef Py_ssize_t oh
     for oh in range(p.ho):
-        for ow in range(p.wo):
-            window(p, oh, ow, &h0, &h1, &w0, &w1)
-            o = oh * p.wo + ow
-            if real is float:
-                y[o] = cg_max_window_f(x, p.w, h0, h1, w0, w1, idx + o)
-            else:
-                y[o] = cg_max_window_d(x, p.w, h0, h1, w0, w1, idx + o)
+        max_windows(x, y, idx, p, oh, 0)
 
 
 cdef void max_plane_2x2(const real *x, real *y, index_t *idx, const Pool *p) noexcept nogil:
-    """kernel 2, stride 2, no padding (the common case): the H//2 x W//2 full windows
+    """kernel 2, stride 2, no padding (the common case): the H//2 x W//2 whole windows
     row by row; a ceil-mode last row and column (odd H or W) window by window."""
-    cdef Py_ssize_t oh, ow, w = p.w, full = p.w // 2, h0, h1, w0, w1, o
+    cdef Py_ssize_t oh, w = p.w, whole = p.w // 2
     cdef const real *r0
     for oh in range(p.ho):
+        if 2 * oh + 1 >= p.h:         # the ceil-mode last row
+            max_windows(x, y, idx, p, oh, 0)
+            continue
         r0 = x + 2 * oh * w
-        ow = full if 2 * oh + 1 < p.h else 0      # first window not whole
-        if ow:
-            if real is float:
-                cg_max2x2_row_f(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, full, 2 * oh * w, w)
-            else:
-                cg_max2x2_row_d(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, full, 2 * oh * w, w)
-        for ow in range(ow, p.wo):
-            window(p, oh, ow, &h0, &h1, &w0, &w1)
-            o = oh * p.wo + ow
-            if real is float:
-                y[o] = cg_max_window_f(x, w, h0, h1, w0, w1, idx + o)
-            else:
-                y[o] = cg_max_window_d(x, w, h0, h1, w0, w1, idx + o)
+        if real is float:
+            cg_max2x2_row_f(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, whole, 2 * oh * w, w)
+        else:
+            cg_max2x2_row_d(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, whole, 2 * oh * w, w)
+        max_windows(x, y, idx, p, oh, whole)
 
 
 cdef void max_plane_backward(const real *g, const index_t *idx, real *gx, Py_ssize_t hw,
