@@ -148,12 +148,15 @@ def test_first_layer_path_gradcheck():
 
 
 @pytest.mark.parametrize("B", BACKENDS)
-def test_empty_batch(B):
-    x, w = np.zeros((0, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
-    y = B.conv2d_forward(x, w, np.ones(3, np.float32))
-    assert y.shape == (0, 3, 3, 3)
-    gx, gw, gb = B.conv2d_backward(y, x, w)
-    assert gx.shape == x.shape and not gw.any() and not gb.any()
+@pytest.mark.parametrize("groups, c, ws", [(1, 2, (3, 2, 3, 3)), (2, 4, (4, 2, 3, 3)),   # GEMM
+                                          (2, 2, (4, 1, 3, 3))])                     # depthwise
+def test_empty_batch(B, groups, c, ws):
+    x, w = np.zeros((0, c, 5, 5), np.float32), np.ones(ws, np.float32)
+    y = B.conv2d_forward(x, w, np.ones(ws[0], np.float32), groups=groups)
+    assert y.shape == (0, ws[0], 3, 3)
+    gx, gw, gb = B.conv2d_backward(y, x, w, groups=groups)
+    assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == (ws[0],)
+    assert not gw.any() and not gb.any()
 
 
 @pytest.mark.parametrize("xs, ws", [((37, 6, 14, 14), (8, 6, 3, 3)),     # GEMM path, 10 chunks: 2 waves

@@ -69,7 +69,7 @@ def _check_conv(x, weight, groups):
 
 def _grouped(a, groups):
     """(N, R, L) -> (N, groups, R/groups, L): each group's block of rows."""
-    return a.reshape(a.shape[0], groups, -1, a.shape[2])
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, a.shape[2])
 
 
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
@@ -86,11 +86,9 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
         check_shape(bias, (weight.shape[0],), "bias")
     n, c_out = x.shape[0], weight.shape[0]
     cols = im2col(x, weight.shape[2:], stride=stride, padding=padding, dilation=dilation)
-    if groups == 1:
-        y = weight.reshape(c_out, -1) @ cols            # (N, C_out, H_out*W_out)
-    else:                                               # (G, C_out/G, K) @ (N, G, K, L)
-        y = (weight.reshape(groups, c_out // groups, -1) @ _grouped(cols, groups)).reshape(
-            n, c_out, -1)
+    # (G, C_out/G, K/G) @ (N, G, K/G, L) -> (N, C_out, H_out*W_out)
+    y = (weight.reshape(groups, c_out // groups, -1) @ _grouped(cols, groups)).reshape(
+        n, c_out, cols.shape[2])
     if bias is not None:
         y += bias[:, None]
     _, _, _, _, (ho, wo) = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
@@ -117,14 +115,11 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     g = grad_out.reshape(n, c_out, ho * wo)
     cols = im2col(x, weight.shape[2:], **kwargs)
     grad_b = g.sum(axis=(0, 2))
-    if groups == 1:
-        w2 = weight.reshape(c_out, -1)
-        grad_w = (g @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)
-        dcols = w2.T @ g if input_grad else None
-    else:                                               # per group: (N, G, rows, L) blocks
-        gg, cg = _grouped(g, groups), _grouped(cols, groups)
-        grad_w = (gg @ cg.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+    gg, cg = _grouped(g, groups), _grouped(cols, groups)     # (N, G, rows, L) blocks
+    grad_w = (gg @ cg.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+    grad_x = None
+    if input_grad:
         wg = weight.reshape(groups, c_out // groups, -1)
-        dcols = (wg.transpose(0, 2, 1) @ gg).reshape(cols.shape) if input_grad else None
-    grad_x = col2im(dcols, x.shape, weight.shape[2:], **kwargs) if input_grad else None
+        grad_x = col2im((wg.transpose(0, 2, 1) @ gg).reshape(cols.shape), x.shape,
+                        weight.shape[2:], **kwargs)
     return grad_x, np.ascontiguousarray(grad_w), np.ascontiguousarray(grad_b)
