@@ -1,8 +1,11 @@
-"""pytest-benchmark: the seed CNN's conv and max-pool layers, forward + backward,
-cygrad vs the NumPy reference vs PyTorch (F.conv2d / F.max_pool2d + autograd), same run.
+"""pytest-benchmark: the seed CNN's conv and max-pool layers, a depthwise and a grouped
+convolution, forward + backward, cygrad vs the NumPy reference vs PyTorch (F.conv2d /
+F.max_pool2d + autograd), same run.
 
     python -m pytest bench/bench_conv.py --benchmark-columns=median --benchmark-group-by=group
-(bench/report_conv.py prints the same comparison as one table with ratios.)
+(bench/report_conv.py prints the same comparison as one table with ratios, each library
+timed in its own process: in one process cygrad and torch share libgomp, and the
+ratios here are skewed by it.)
 """
 import pytest
 

@@ -26,7 +26,15 @@ def close(a, b, dtype, terms=1):
 
 @st.composite
 def conv_case(draw):
-    n, c, co = draw(st.integers(1, 5)), draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    # groups: 1, general (2-4 groups of 1-3 channels) or depthwise (C_in groups, any multiplier)
+    kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
+    if kind == "plain":
+        groups, c, co = 1, draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    else:
+        groups = draw(st.integers(2, 4))
+        c = groups * (1 if kind == "depthwise" else draw(st.integers(1, 3)))
+        co = groups * draw(st.integers(1, 3))
+    n = draw(st.integers(1, 5))
     h, w = draw(st.integers(1, 20)), draw(st.integers(1, 20))
     k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
@@ -35,25 +43,27 @@ def conv_case(draw):
     assume(all(hw + 2 * pp >= dd * (kk - 1) + 1 for hw, pp, dd, kk in zip((h, w), p, d, k)))
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     bias = draw(st.booleans())
-    return (n, c, h, w), (co, c) + k, dict(stride=s, padding=p, dilation=d), dtype, bias
+    geometry = dict(stride=s, padding=p, dilation=d)
+    return (n, c, h, w), (co, c // groups) + k, geometry, groups, dtype, bias
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(conv_case(), st.integers(0, 2**32 - 1))
 def test_backends_agree(case, seed):
-    xs, ws, kw, dtype, with_bias = case
+    xs, ws, geometry, groups, dtype, with_bias = case
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype) if with_bias else None
-    close(K.im2col(x, ws[2:], **kw), R.im2col(x, ws[2:], **kw), dtype)
+    close(K.im2col(x, ws[2:], **geometry), R.im2col(x, ws[2:], **geometry), dtype)
+    kw = dict(geometry, groups=groups)
     y = R.conv2d_forward(x, w, b, **kw)
     k = ws[1] * ws[2] * ws[3]
     close(K.conv2d_forward(x, w, b, **kw), y, dtype, k)
     g = rng.standard_normal(y.shape).astype(dtype)
-    cols = rng.standard_normal(R.im2col(x, ws[2:], **kw).shape).astype(dtype)
-    close(K.col2im(cols, xs, ws[2:], **kw), R.col2im(cols, xs, ws[2:], **kw), dtype, k)
-    terms = (ws[0] * k, y.size // ws[0], y.size // ws[0])    # grad_x, grad_w, grad_b
+    cols = rng.standard_normal(R.im2col(x, ws[2:], **geometry).shape).astype(dtype)
+    close(K.col2im(cols, xs, ws[2:], **geometry), R.col2im(cols, xs, ws[2:], **geometry), dtype, k)
+    terms = (ws[0] // groups * ws[2] * ws[3], y.size // ws[0], y.size // ws[0])  # x, w, b grads
     want = R.conv2d_backward(g, x, w, **kw)
     for got, ref, t in zip(K.conv2d_backward(g, x, w, **kw), want, terms):
         close(got, ref, dtype, t)
@@ -138,12 +148,15 @@ def test_first_layer_path_gradcheck():
 
 
 @pytest.mark.parametrize("B", BACKENDS)
-def test_empty_batch(B):
-    x, w = np.zeros((0, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
-    y = B.conv2d_forward(x, w, np.ones(3, np.float32))
-    assert y.shape == (0, 3, 3, 3)
-    gx, gw, gb = B.conv2d_backward(y, x, w)
-    assert gx.shape == x.shape and not gw.any() and not gb.any()
+@pytest.mark.parametrize("groups, c, ws", [(1, 2, (3, 2, 3, 3)), (2, 4, (4, 2, 3, 3)),   # GEMM
+                                          (2, 2, (4, 1, 3, 3))])                     # depthwise
+def test_empty_batch(B, groups, c, ws):
+    x, w = np.zeros((0, c, 5, 5), np.float32), np.ones(ws, np.float32)
+    y = B.conv2d_forward(x, w, np.ones(ws[0], np.float32), groups=groups)
+    assert y.shape == (0, ws[0], 3, 3)
+    gx, gw, gb = B.conv2d_backward(y, x, w, groups=groups)
+    assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == (ws[0],)
+    assert not gw.any() and not gb.any()
 
 
 @pytest.mark.parametrize("xs, ws", [((37, 6, 14, 14), (8, 6, 3, 3)),     # GEMM path, 10 chunks: 2 waves
@@ -187,9 +200,174 @@ def test_torch_oracle():
                       F.fold(torch.tensor(cols), x.shape[2:], (3, 3), **kw).numpy(), dtype)
 
 
+# ---- groups: general (per-group GEMMs) and depthwise (direct loops, any multiplier)
+
+# (groups, input channels per group, output channels per group)
+GROUPS = [(2, 3, 2), (4, 2, 1), (3, 1, 1), (4, 1, 2), (3, 1, 3)]
+GROUP_IDS = ["g2", "g4", "depthwise", "depthwise-x2", "depthwise-x3"]
+# (kernel, geometry): stride and dilation on either axis, padding wider than the
+# dilated kernel reaches (1x1 with padding 1), a window that does not tile the input,
+# and more taps than the depthwise weight gradient sums in one pass (5x5: 16 + 9)
+GROUP_CASES = [((3, 3), dict()), ((3, 3), dict(stride=2, padding=1)),
+               ((3, 5), dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2))),
+               ((3, 3), dict(padding=2, dilation=2)), ((1, 1), dict(padding=1)),
+               ((5, 2), dict(stride=3, padding=(2, 1))), ((5, 5), dict(stride=(1, 2), padding=2))]
+
+
+def group_data(groups, cin, cout, kernel, dtype, seed, shape=(3, 11, 9)):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((shape[0], groups * cin) + shape[1:]).astype(dtype)
+    w = rng.standard_normal((groups * cout, cin) + kernel).astype(dtype)
+    return x, w, rng.standard_normal(groups * cout).astype(dtype), rng
+
+
+def torch_conv(torch, x, w, b, g, dtype, **kw):
+    """(y, grad_x, grad_w, grad_b) of torch's conv2d in dtype, as float64 arrays."""
+    xt, wt, bt = (torch.tensor(a.astype(dtype), requires_grad=True) for a in (x, w, b))
+    y = torch.nn.functional.conv2d(xt, wt, bt, **kw)
+    y.backward(torch.tensor(g.astype(dtype)))
+    return [a.detach().numpy().astype(np.float64) for a in (y, xt.grad, wt.grad, bt.grad)]
+
+
+def within_ulps(got, exact, scale, ulps):
+    """|got - exact| <= ulps float32 ulps of scale, elementwise; scale = the same sums over
+    absolute values, the unit of a sum's rounding error (near-cancelling sums included)."""
+    err = np.abs(got.astype(np.float64) - exact) / (np.finfo(np.float32).eps * np.maximum(scale, 1e-30))
+    assert got.dtype == np.float32 and err.max(initial=0) <= ulps, f"{err.max():.2f} ulps"
+
+
+@pytest.mark.parametrize("kernel, geometry", GROUP_CASES, ids=str)
+@pytest.mark.parametrize("groups, cin, cout", GROUPS, ids=GROUP_IDS)
+def test_groups_torch_oracle(groups, cin, cout, kernel, geometry):
+    torch = pytest.importorskip("torch")
+    kw = dict(geometry, groups=groups)
+    x, w, b, rng = group_data(groups, cin, cout, kernel, np.float64, 9)
+    g = rng.standard_normal(R.conv2d_forward(x, w, **kw).shape)
+    exact = torch_conv(torch, x, w, b, g, np.float64, **kw)
+    terms = [cin * kernel[0] * kernel[1], cout * kernel[0] * kernel[1], g.size // w.shape[0],
+             g.size // w.shape[0]]
+    for B in (K, R):
+        ours = [B.conv2d_forward(x, w, b, **kw)] + list(B.conv2d_backward(g, x, w, **kw))
+        for got, want, t in zip(ours, exact, terms):
+            close(got, want, np.float64, t)
+    # float32: within 4 ulps of the exact result, in units of the absolute sums
+    x32, w32, b32, g32 = (a.astype(np.float32) for a in (x, w, b, g))
+    exact = torch_conv(torch, x32, w32, b32, g32, np.float64, **kw)
+    scale = torch_conv(torch, np.abs(x32), np.abs(w32), np.abs(b32), np.abs(g32), np.float64, **kw)
+    for B in (K, R):
+        ours = [B.conv2d_forward(x32, w32, b32, **kw)] + list(B.conv2d_backward(g32, x32, w32, **kw))
+        for got, want, sc in zip(ours, exact, scale):
+            within_ulps(got, want, sc, 4)
+
+
+@pytest.mark.parametrize("B", BACKENDS)
+@pytest.mark.parametrize("kernel, geometry", GROUP_CASES[:4] + GROUP_CASES[5:], ids=str)
+@pytest.mark.parametrize("groups, cin, cout", GROUPS, ids=GROUP_IDS)
+def test_groups_gradcheck(B, groups, cin, cout, kernel, geometry):
+    x, w, b, _ = group_data(groups, cin, cout, kernel, np.float64, 10, shape=(2, 7, 6))
+    kw = dict(geometry, groups=groups)
+    gradcheck(lambda x, w, b: B.conv2d_forward(x, w, b, **kw), [x, w, b],
+              lambda g: B.conv2d_backward(g, x, w, **kw))
+
+
+@pytest.mark.parametrize("groups, cin, cout", GROUPS, ids=GROUP_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_groups_compiled_vs_reference(groups, cin, cout, dtype):
+    # sizes around the vector blocks of the depthwise loops: rows of 1, 7, 16, 17 and 40
+    for shape in [(2, 5, 1), (2, 9, 7), (1, 6, 16), (2, 4, 17), (1, 3, 40)]:
+        for kernel, geometry in GROUP_CASES:
+            if any(shape[1 + i] + 2 * np.broadcast_to(geometry.get("padding", 0), 2)[i]
+                   < np.broadcast_to(geometry.get("dilation", 1), 2)[i] * (kernel[i] - 1) + 1
+                   for i in range(2)):
+                continue
+            x, w, b, rng = group_data(groups, cin, cout, kernel, dtype, 11, shape=shape)
+            kw = dict(geometry, groups=groups)
+            y = R.conv2d_forward(x, w, b, **kw)
+            close(K.conv2d_forward(x, w, b, **kw), y, dtype, cin * kernel[0] * kernel[1])
+            g = rng.standard_normal(y.shape).astype(dtype)
+            terms = (cout * kernel[0] * kernel[1], y.size // w.shape[0], y.size // w.shape[0])
+            for got, want, t in zip(K.conv2d_backward(g, x, w, **kw), R.conv2d_backward(g, x, w, **kw),
+                                    terms):
+                close(got, want, dtype, t)
+            gx, gw, gb = K.conv2d_backward(g, x, w, input_grad=False, **kw)
+            assert gx is None
+
+
+@pytest.mark.parametrize("xs, ws, kw", [
+    ((8, 16, 20, 20), (16, 1, 3, 3), dict(padding=1, groups=16)),           # depthwise
+    ((5, 6, 23, 19), (12, 1, 3, 3), dict(stride=2, padding=1, groups=6)),   # multiplier 2
+    ((37, 8, 14, 14), (8, 2, 3, 3), dict(padding=1, groups=4)),             # shallow groups
+    ((9, 16, 13, 13), (32, 8, 3, 3), dict(groups=2))])                      # GEMM groups
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_groups_thread_count_bitwise(xs, ws, kw, dtype):
+    rng = np.random.default_rng(12)
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    runs = []
+    for nt in (1, 2):
+        with cg.threads(nt):
+            y = K.conv2d_forward(x, w, b, **kw)
+            runs.append((y,) + K.conv2d_backward(np.cos(y), x, w, **kw))
+    for a, b_ in zip(*runs):
+        assert a.tobytes() == b_.tobytes()
+
+
+def test_groups_one_is_the_plain_convolution():
+    rng = np.random.default_rng(13)
+    x, w, b = rng.standard_normal((3, 4, 9, 8)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal(5)
+    for B in (K, R):
+        y = B.conv2d_forward(x, w, b, padding=1)
+        assert B.conv2d_forward(x, w, b, padding=1, groups=1).tobytes() == y.tobytes()
+        for a, c in zip(B.conv2d_backward(y, x, w, padding=1),
+                        B.conv2d_backward(y, x, w, padding=1, groups=1)):
+            assert a.tobytes() == c.tobytes()
+
+
+def test_groups_are_independent_convolutions():
+    # group g's outputs are the plain convolution of its own input channels
+    rng = np.random.default_rng(14)
+    x, w, b = rng.standard_normal((2, 6, 8, 7)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    y = K.conv2d_forward(x, w, b, stride=2, padding=1, groups=2)
+    for g in range(2):
+        part = K.conv2d_forward(np.ascontiguousarray(x[:, 3 * g:3 * g + 3]), w[2 * g:2 * g + 2].copy(),
+                                b[2 * g:2 * g + 2].copy(), stride=2, padding=1)
+        close(y[:, 2 * g:2 * g + 2], part, np.float64, 27)
+
+
+@pytest.mark.parametrize("geometry", [dict(stride=2), dict(padding=1)], ids=["stride2", "stride1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_nan_and_inf_as_the_spec(dtype, geometry):
+    # inf/NaN in x, g and w: the same NaN/inf pattern as the reference (im2col/col2im). A
+    # non-finite weight takes the plain transposed loops (0 * inf would be NaN otherwise).
+    # Stride 1: the vector lanes past a row's end read the next rows' inf (masked out of
+    # grad_w); stride 2 leaves x's last column and row unread: their inf must not reach grad_w.
+    rng = np.random.default_rng(15)
+    x, w = rng.standard_normal((2, 3, 10, 10)).astype(dtype), rng.standard_normal((6, 1, 3, 3)).astype(dtype)
+    x[0, 0, 9, 3] = x[1, 2, 4, 9] = np.inf
+    kw = dict(geometry, groups=3)
+    g = rng.standard_normal(R.conv2d_forward(x, w, **kw).shape).astype(dtype)
+    for xi, wi, gi in [(x, w, g), (np.where(x == np.inf, np.nan, x), w, g)]:
+        gi = gi.copy()
+        gi[1, 4, 2, 2] = np.inf
+        wi = wi.copy()
+        wi[4, 0, 0, 2] = -np.inf
+        for args in [(xi, w, g), (xi, wi, gi)]:
+            with np.errstate(all="ignore"):
+                ours = [K.conv2d_forward(*args[:2], **kw)] + list(K.conv2d_backward(args[2], *args[:2], **kw))
+                spec = [R.conv2d_forward(*args[:2], **kw)] + list(R.conv2d_backward(args[2], *args[:2], **kw))
+            for a, r in zip(ours, spec):
+                assert np.array_equal(np.isnan(a), np.isnan(r))
+                assert np.array_equal(np.where(np.isinf(a), a, 0), np.where(np.isinf(r), r, 0))
+                fin = np.isfinite(r)
+                np.testing.assert_allclose(a[fin], r[fin], rtol=1e-4, atol=1e-5)
+    if "stride" in geometry:
+        assert np.isfinite(K.conv2d_backward(g, x, w, **kw)[1]).all()
+
+
 X = np.zeros((2, 3, 8, 8), np.float32)
 W = np.zeros((4, 3, 3, 3), np.float32)
 G = np.zeros((2, 4, 6, 6), np.float32)
+X4 = np.zeros((2, 4, 8, 8), np.float32)
 BAD = [
     ("x", TypeError, lambda B: B.conv2d_forward(X.tolist(), W)),
     ("x", TypeError, lambda B: B.conv2d_forward(X.astype(np.int32), W)),
@@ -215,6 +393,23 @@ BAD = [
     ("cols", ValueError, lambda B: B.col2im(np.zeros((2, 27, 35), np.float32), X.shape, 3)),
     ("x_shape", TypeError, lambda B: B.col2im(np.zeros((2, 27, 36), np.float32), (3, 8, 8), 3)),
     ("x_shape", ValueError, lambda B: B.col2im(np.zeros((2, 27, 36), np.float32), (2, 3, 0, 8), 3)),
+    ("groups", ValueError, lambda B: B.conv2d_forward(X4, W[:, :1].copy(), groups=0)),
+    ("groups", ValueError, lambda B: B.conv2d_forward(X4, W[:, :1].copy(), groups=-4)),
+    ("groups", TypeError, lambda B: B.conv2d_forward(X4, W[:, :1].copy(), groups=2.0)),
+    ("groups", TypeError, lambda B: B.conv2d_forward(X4, W[:, :1].copy(), groups=True)),
+    ("groups", TypeError, lambda B: B.conv2d_backward(G, X4, W[:, :1].copy(), groups="4")),
+    ("groups", ValueError, lambda B: B.conv2d_forward(X, W[:, :1].copy(), groups=2)),       # C_in 3
+    ("groups", ValueError, lambda B: B.conv2d_forward(X4, np.zeros((6, 1, 3, 3), np.float32),
+                                                        groups=4)),                         # C_out 6
+    ("groups", ValueError, lambda B: B.conv2d_backward(np.zeros((2, 6, 6, 6), np.float32), X4,
+                                                         np.zeros((6, 1, 3, 3), np.float32), groups=4)),
+    ("weight", ValueError, lambda B: B.conv2d_forward(X4, W[:, :2].copy(), groups=4)),      # wants 1
+    ("weight", ValueError, lambda B: B.conv2d_forward(X4, np.zeros((4, 4, 3, 3), np.float32), groups=2)),
+    ("weight", ValueError, lambda B: B.conv2d_backward(G, X4, W[:, :2].copy(), groups=4)),
+    ("bias", ValueError, lambda B: B.conv2d_forward(X4, W[:, :1].copy(), np.zeros(2, np.float32), groups=4)),
+    ("grad_out", ValueError, lambda B: B.conv2d_backward(G[:, :2].copy(), X4, W[:, :1].copy(), groups=4)),
+    ("grad_out", ValueError, lambda B: B.conv2d_backward(G[..., :5].copy(), X4, W[:, :1].copy(), groups=4)),
+    ("grad_out", TypeError, lambda B: B.conv2d_backward(G.astype(np.float64), X4, W[:, :1].copy(), groups=4)),
 ]
 
 

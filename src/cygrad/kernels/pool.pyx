@@ -1,9 +1,9 @@
 # cython: language_level=3
 """2-D max and average pooling, forward and backward: direct loops, parallel over
 (n, c) planes. Same API, semantics and errors as cygrad.reference.pool (the spec),
-which follows torch.nn.functional (ceil_mode False, padding at most half the kernel,
-avg_pool2d with count_include_pad=True, max_pool2d indices flat within each H*W
-plane, first maximum in scan order, NaN propagating as in torch's scan).
+which follows torch.nn.functional (padding at most half the kernel, ceil_mode,
+avg_pool2d's count_include_pad and divisor_override, max_pool2d indices flat within
+each H*W plane, first maximum in scan order, NaN propagating as in torch's scan).
 
 Each plane belongs to one thread, so the backward scatters (+= into grad_x) are
 race-free and summed in a fixed order: bitwise identical for any thread count.
@@ -14,7 +14,7 @@ from cython.parallel cimport prange
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport array_data, check_ndim, float_array
-from cygrad.reference._checks import check_shape, nchw_shape, pool_geometry
+from cygrad.reference._checks import avg_divisor, check_shape, nchw_shape, pool_geometry
 
 cnp.import_array()
 
@@ -30,6 +30,8 @@ cdef Py_ssize_t SERIAL_SIZE = 1 << 15
 
 cdef struct Pool:
     Py_ssize_t h, w, kh, kw, sh, sw, ph, pw, ho, wo
+    bint include_pad            # avg: padding positions count in the divisor
+    Py_ssize_t override         # avg: divisor_override, 0 for none
 
 
 cdef inline void window(const Pool *p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t *h0,
@@ -40,6 +42,21 @@ cdef inline void window(const Pool *p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t 
     h1[0] = a + p.kh if a + p.kh < p.h else p.h
     w0[0] = b if b > 0 else 0
     w1[0] = b + p.kw if b + p.kw < p.w else p.w
+
+
+cdef inline Py_ssize_t divisor(const Pool *p, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t h0,
+                               Py_ssize_t h1, Py_ssize_t w0, Py_ssize_t w1) noexcept nogil:
+    """Average-pool divisor of output (oh, ow), as torch: divisor_override; else the
+    window clipped to the padded input (count_include_pad: a ceil-mode overhang past
+    the padding does not count) or to the input [h0, h1) x [w0, w1)."""
+    if p.override:
+        return p.override
+    if not p.include_pad:
+        return (h1 - h0) * (w1 - w0)
+    cdef Py_ssize_t a = oh * p.sh - p.ph, b = ow * p.sw - p.pw
+    cdef Py_ssize_t ea = a + p.kh if a + p.kh < p.h + p.ph else p.h + p.ph
+    cdef Py_ssize_t eb = b + p.kw if b + p.kw < p.w + p.pw else p.w + p.pw
+    return (ea - a) * (eb - b)
 
 
 # Max scans in C (csrc/conv_pool.h): branch-free selects, vectorised 2x2 rows.
@@ -54,28 +71,40 @@ cdef extern from "conv_pool.h":
                            Py_ssize_t w0, Py_ssize_t w1, index_t *best) noexcept nogil
 
 
+cdef inline void max_windows(const real *x, real *y, index_t *idx, const Pool *p,
+                             Py_ssize_t oh, Py_ssize_t ow0) noexcept nogil:
+    """Outputs (oh, ow) for ow >= ow0, each the max of its window clipped to the input."""
+    cdef Py_ssize_t ow, h0, h1, w0, w1, o
+    for ow in range(ow0, p.wo):
+        window(p, oh, ow, &h0, &h1, &w0, &w1)
+        o = oh * p.wo + ow
+        if real is float:
+            y[o] = cg_max_window_f(x, p.w, h0, h1, w0, w1, idx + o)
+        else:
+            y[o] = cg_max_window_d(x, p.w, h0, h1, w0, w1, idx + o)
+
+
 cdef void max_plane(const real *x, real *y, index_t *idx, const Pool *p) noexcept nogil:
-    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, o
+    cdef Py_ssize_t oh
     for oh in range(p.ho):
-        for ow in range(p.wo):
-            window(p, oh, ow, &h0, &h1, &w0, &w1)
-            o = oh * p.wo + ow
-            if real is float:
-                y[o] = cg_max_window_f(x, p.w, h0, h1, w0, w1, idx + o)
-            else:
-                y[o] = cg_max_window_d(x, p.w, h0, h1, w0, w1, idx + o)
+        max_windows(x, y, idx, p, oh, 0)
 
 
 cdef void max_plane_2x2(const real *x, real *y, index_t *idx, const Pool *p) noexcept nogil:
-    """kernel 2, stride 2, no padding (the common case): windows always full."""
-    cdef Py_ssize_t oh, w = p.w
+    """kernel 2, stride 2, no padding (the common case): the H//2 x W//2 whole windows
+    row by row; a ceil-mode last row and column (odd H or W) window by window."""
+    cdef Py_ssize_t oh, w = p.w, whole = p.w // 2
     cdef const real *r0
     for oh in range(p.ho):
+        if 2 * oh + 1 >= p.h:         # the ceil-mode last row
+            max_windows(x, y, idx, p, oh, 0)
+            continue
         r0 = x + 2 * oh * w
         if real is float:
-            cg_max2x2_row_f(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, p.wo, 2 * oh * w, w)
+            cg_max2x2_row_f(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, whole, 2 * oh * w, w)
         else:
-            cg_max2x2_row_d(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, p.wo, 2 * oh * w, w)
+            cg_max2x2_row_d(r0, r0 + w, y + oh * p.wo, idx + oh * p.wo, whole, 2 * oh * w, w)
+        max_windows(x, y, idx, p, oh, whole)
 
 
 cdef void max_plane_backward(const real *g, const index_t *idx, real *gx, Py_ssize_t hw,
@@ -89,7 +118,7 @@ cdef void max_plane_backward(const real *g, const index_t *idx, real *gx, Py_ssi
 
 cdef void avg_plane(const real *x, real *y, const Pool *p) noexcept nogil:
     cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1
-    cdef real s, div = p.kh * p.kw      # count_include_pad: padding counts
+    cdef real s
     for oh in range(p.ho):
         for ow in range(p.wo):
             window(p, oh, ow, &h0, &h1, &w0, &w1)
@@ -97,18 +126,18 @@ cdef void avg_plane(const real *x, real *y, const Pool *p) noexcept nogil:
             for ih in range(h0, h1):
                 for iw in range(w0, w1):
                     s += x[ih * p.w + iw]
-            y[oh * p.wo + ow] = s / div
+            y[oh * p.wo + ow] = s / <real>divisor(p, oh, ow, h0, h1, w0, w1)
 
 
 cdef void avg_plane_backward(const real *g, real *gx, const Pool *p) noexcept nogil:
     cdef Py_ssize_t oh, ow, ih, iw, h0, h1, w0, w1
-    cdef real share, div = p.kh * p.kw
+    cdef real share
     for ih in range(p.h * p.w):
         gx[ih] = 0
     for oh in range(p.ho):
         for ow in range(p.wo):
             window(p, oh, ow, &h0, &h1, &w0, &w1)
-            share = g[oh * p.wo + ow] / div
+            share = g[oh * p.wo + ow] / <real>divisor(p, oh, ow, h0, h1, w0, w1)
             for ih in range(h0, h1):
                 for iw in range(w0, w1):
                     gx[ih * p.w + iw] += share
@@ -156,13 +185,15 @@ cdef object run(PlaneOp op, int t, src, dst, idx, const Pool *q, Py_ssize_t plan
 
 # ---------------------------------------------------------------- Python API
 
-cdef Pool make_pool(Py_ssize_t h, Py_ssize_t w, k, s, p, out):
+cdef Pool make_pool(Py_ssize_t h, Py_ssize_t w, k, s, p, out, bint include_pad=True,
+                    Py_ssize_t override=0):
     cdef Pool q
     q.h, q.w = h, w
     q.kh, q.kw = k
     q.sh, q.sw = s
     q.ph, q.pw = p
     q.ho, q.wo = out
+    q.include_pad, q.override = include_pad, override
     return q
 
 
@@ -170,19 +201,21 @@ cdef int threads_for(Py_ssize_t size):
     return 1 if size < SERIAL_SIZE else num_threads()
 
 
-cdef tuple parse_x(x, kernel_size, stride, padding):
+cdef tuple parse_x(x, kernel_size, stride, padding, ceil_mode, count_include_pad=True,
+                   divisor_override=None):
     cdef int t = float_array(x, "x")
     check_ndim(x, 4, "x")
-    k, s, p, out = pool_geometry(x.shape[2:], kernel_size, stride, padding)
-    return t, make_pool(x.shape[2], x.shape[3], k, s, p, out)
+    k, s, p, out = pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    include_pad, override = avg_divisor(count_include_pad, divisor_override)
+    return t, make_pool(x.shape[2], x.shape[3], k, s, p, out, include_pad, override)
 
 
-def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
+def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False):
     """(y, indices) as torch.nn.functional.max_pool2d(x, kernel_size, stride, padding,
-    return_indices=True); indices int64, flat within each H*W plane."""
+    ceil_mode=ceil_mode, return_indices=True); indices int64, flat within each H*W plane."""
     cdef int t
     cdef Pool q
-    t, q = parse_x(x, kernel_size, stride, padding)
+    t, q = parse_x(x, kernel_size, stride, padding, ceil_mode)
     y = np.empty((x.shape[0], x.shape[1], q.ho, q.wo), x.dtype)
     idx = np.empty(y.shape, np.int64)
     two = q.kh == 2 and q.kw == 2 and q.sh == 2 and q.sw == 2 and q.ph == 0 and q.pw == 0
@@ -220,20 +253,26 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     return run(MAX_BWD, t, grad_out, np.empty((n, c, h, w), grad_out.dtype), indices, &q, n * c)
 
 
-def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
-    """y as torch.nn.functional.avg_pool2d (count_include_pad=True, ceil_mode=False)."""
+def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None):
+    """y as torch.nn.functional.avg_pool2d: each window's sum / divisor_override, else /
+    its positions inside the padded input (count_include_pad) or inside the input."""
     cdef int t
     cdef Pool q
-    t, q = parse_x(x, kernel_size, stride, padding)
+    t, q = parse_x(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                   divisor_override)
     y = np.empty((x.shape[0], x.shape[1], q.ho, q.wo), x.dtype)
     return run(AVG_FWD, t, x, y, None, &q, x.shape[0] * x.shape[1])
 
 
-def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=0):
-    """grad_x (N, C, H, W): each output's gradient / (KH*KW) spread over its window."""
+def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """grad_x (N, C, H, W): each output's gradient / its window's divisor (as
+    avg_pool2d_forward) spread over the window's positions inside the input."""
     n, c, h, w = nchw_shape(x_shape, "x_shape")
-    k, s, p, out = pool_geometry((h, w), kernel_size, stride, padding)
-    cdef Pool q = make_pool(h, w, k, s, p, out)
+    k, s, p, out = pool_geometry((h, w), kernel_size, stride, padding, ceil_mode)
+    include_pad, override = avg_divisor(count_include_pad, divisor_override)
+    cdef Pool q = make_pool(h, w, k, s, p, out, include_pad, override)
     cdef int t = float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
     check_shape(grad_out, (n, c, q.ho, q.wo), "grad_out")

@@ -67,13 +67,31 @@ def nchw_shape(v, name):
     return s
 
 
-def check_conv_weight(x, weight):
-    """x (N, C_in, H, W) and weight (C_out, C_in, KH, KW), both 4-D: channels agree, no empty dim."""
-    if weight.shape[1] != x.shape[1]:
+def check_groups(groups):
+    """groups: an int >= 1 (torch.nn.functional.conv2d's groups)."""
+    if not _is_int(groups):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    return int(groups)
+
+
+def check_conv_weight(x, weight, groups=1):
+    """x (N, C_in, H, W) and weight (C_out, C_in/groups, KH, KW), both 4-D: groups divides
+    C_in and C_out, the channels agree, no empty dim. Returns groups as an int."""
+    groups = check_groups(groups)
+    c_in, c_out = x.shape[1], weight.shape[0]
+    if c_in % groups or c_out % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({c_in}, x of shape "
+                         f"{x.shape}) and the output channels ({c_out}, weight of shape "
+                         f"{weight.shape})")
+    if weight.shape[1] != c_in // groups:
+        per_group = "" if groups == 1 else f" per group ({c_in} in {groups} groups)"
         raise ValueError(f"weight has {weight.shape[1]} input channels (shape {weight.shape}) "
-                         f"but x has {x.shape[1]} (shape {x.shape})")
+                         f"but x has {c_in // groups}{per_group} (shape {x.shape})")
     if min(weight.shape) < 1:
         raise ValueError(f"weight must have no empty dimension, got shape {weight.shape}")
+    return groups
 
 
 def conv_geometry(hw, kernel_size, stride, padding, dilation):
@@ -93,22 +111,54 @@ def conv_geometry(hw, kernel_size, stride, padding, dilation):
     return k, s, p, d, out
 
 
-def pool_geometry(hw, kernel_size, stride, padding):
+def _check_bool(v, name):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {v!r}")
+    return bool(v)
+
+
+def _pool_size(n, k, s, p, ceil_mode):
+    """Output length along one axis, as torch's pooling_output_shape: floor or ceil of
+    (n + 2p - k) / s, plus 1; in ceil mode minus 1 when the last window would start at
+    or beyond n + p (in the right padding or past it)."""
+    out = (n + 2 * p - k + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def pool_geometry(hw, kernel_size, stride, padding, ceil_mode=False):
     """Parse pooling arguments; return (k, s, p, (H_out, W_out)).
 
-    As torch (ceil_mode=False): stride None means kernel_size, padding at most
-    half the kernel, output floor((H + 2p - k) / s) + 1.
+    As torch: stride None means kernel_size, padding at most half the kernel, output
+    floor((H + 2p - k) / s) + 1, or with ceil_mode the ceil, less one when the last
+    window would start past the top/left padding plus the input (windows then overhang
+    the padded input at the bottom/right and are clipped).
     """
     k = int_pair(kernel_size, "kernel_size", 1)
     s = k if stride is None else int_pair(stride, "stride", 1)
     p = int_pair(padding, "padding", 0)
+    ceil_mode = _check_bool(ceil_mode, "ceil_mode")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"padding {p} must be at most half of kernel_size {k}")
-    out = tuple((hw[i] + 2 * p[i] - k[i]) // s[i] + 1 for i in range(2))
-    if min(out) < 1:
+    if hw[0] + 2 * p[0] < k[0] or hw[1] + 2 * p[1] < k[1]:
         raise ValueError(f"kernel_size {k} is larger than the padded input "
                          f"{(hw[0] + 2 * p[0], hw[1] + 2 * p[1])}: no output")
+    out = tuple(_pool_size(hw[i], k[i], s[i], p[i], ceil_mode) for i in range(2))
     return k, s, p, out
+
+
+def avg_divisor(count_include_pad, divisor_override):
+    """Parse avg_pool2d's divisor options: (count_include_pad as a bool, divisor_override
+    as an int >= 1, or 0 for none)."""
+    count_include_pad = _check_bool(count_include_pad, "count_include_pad")
+    if divisor_override is None:
+        return count_include_pad, 0
+    if not _is_int(divisor_override):
+        raise TypeError(f"divisor_override must be an int or None, got {divisor_override!r}")
+    if not 1 <= divisor_override < 2**63:
+        raise ValueError(f"divisor_override must be a positive int (int64), got {divisor_override}")
+    return count_include_pad, int(divisor_override)
 
 
 def check_shape(x, shape, name):

@@ -1,13 +1,16 @@
 """2-D convolution, the specification: im2col / col2im and conv2d forward and backward.
 
-Layouts and semantics as PyTorch: x (N, C_in, H, W), weight (C_out, C_in, KH, KW),
+Layouts and semantics as PyTorch: x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW),
 y (N, C_out, H_out, W_out) with H_out = floor((H + 2p - d*(KH-1) - 1) / s) + 1
-(torch.nn.Conv2d, groups=1, zero padding).
+(torch.nn.Conv2d, zero padding). With groups G, output channels
+[g*C_out/G, (g+1)*C_out/G) see input channels [g*C_in/G, (g+1)*C_in/G) only.
 
 cols layout (both backends, and torch.nn.functional.unfold): shape
 (N, C_in*KH*KW, H_out*W_out); row (c*KH + i)*KW + j, column oh*W_out + ow holds
 x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside the input). Then
-conv2d is, per image, weight.reshape(C_out, -1) @ cols[n].
+conv2d is, per image, weight.reshape(C_out, -1) @ cols[n]; with groups, per image
+and group, the group's block of weight rows @ its block of cols rows (a channel's
+rows are contiguous, so a group's are too).
 """
 import numpy as np
 
@@ -55,43 +58,53 @@ def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
     return np.ascontiguousarray(xp[:, :, ph:ph + h, pw:pw + w])
 
 
-def _check_conv(x, weight):
+def _check_conv(x, weight, groups):
     float_array(x, "x")
     float_array(weight, "weight")
     same_dtype(weight, "weight", x, "x")
     check_ndim(x, 4, "x")
     check_ndim(weight, 4, "weight")
-    check_conv_weight(x, weight)
+    return check_conv_weight(x, weight, groups)
 
 
-def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1):
-    """y = conv2d(x, weight) + bias, as torch.nn.functional.conv2d (groups=1).
+def _grouped(a, groups):
+    """(N, R, L) -> (N, groups, R/groups, L): each group's block of rows."""
+    return a.reshape(a.shape[0], groups, a.shape[1] // groups, a.shape[2])
 
-    x (N, C_in, H, W), weight (C_out, C_in, KH, KW), bias (C_out,) or None;
-    returns y (N, C_out, H_out, W_out) of x's dtype.
+
+def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
+    """y = conv2d(x, weight) + bias, as torch.nn.functional.conv2d.
+
+    x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW), bias (C_out,) or None;
+    returns y (N, C_out, H_out, W_out) of x's dtype. Group g's outputs are its weight
+    rows @ its cols rows (module docstring).
     """
-    _check_conv(x, weight)
+    groups = _check_conv(x, weight, groups)
     if bias is not None:
         float_array(bias, "bias")
         same_dtype(bias, "bias", x, "x")
         check_shape(bias, (weight.shape[0],), "bias")
     n, c_out = x.shape[0], weight.shape[0]
     cols = im2col(x, weight.shape[2:], stride=stride, padding=padding, dilation=dilation)
-    y = weight.reshape(c_out, -1) @ cols                # (N, C_out, H_out*W_out)
+    # (G, C_out/G, K/G) @ (N, G, K/G, L) -> (N, C_out, H_out*W_out)
+    y = (weight.reshape(groups, c_out // groups, -1) @ _grouped(cols, groups)).reshape(
+        n, c_out, cols.shape[2])
     if bias is not None:
         y += bias[:, None]
     _, _, _, _, (ho, wo) = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
     return np.ascontiguousarray(y.reshape(n, c_out, ho, wo))
 
 
-def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, input_grad=True):
+def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, groups=1,
+                    input_grad=True):
     """Gradients of conv2d_forward: (grad_x or None, grad_weight, grad_bias).
 
     With g = grad_out (N, C_out, L) and cols = im2col(x):
     grad_weight = sum_n g[n] @ cols[n]^T, grad_bias = sum over n and L of g,
-    grad_x = col2im(W^T @ g[n]) (skipped, None, when input_grad is False).
+    grad_x = col2im(W^T @ g[n]) (skipped, None, when input_grad is False); with
+    groups, each group's blocks of g, cols and W rows alone.
     """
-    _check_conv(x, weight)
+    groups = _check_conv(x, weight, groups)
     float_array(grad_out, "grad_out")
     same_dtype(grad_out, "grad_out", x, "x")
     check_ndim(grad_out, 4, "grad_out")
@@ -101,8 +114,12 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, inp
     check_shape(grad_out, (n, c_out, ho, wo), "grad_out")
     g = grad_out.reshape(n, c_out, ho * wo)
     cols = im2col(x, weight.shape[2:], **kwargs)
-    w2 = weight.reshape(c_out, -1)
-    grad_w = (g @ cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)
     grad_b = g.sum(axis=(0, 2))
-    grad_x = col2im(w2.T @ g, x.shape, weight.shape[2:], **kwargs) if input_grad else None
+    gg, cg = _grouped(g, groups), _grouped(cols, groups)     # (N, G, rows, L) blocks
+    grad_w = (gg @ cg.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
+    grad_x = None
+    if input_grad:
+        wg = weight.reshape(groups, c_out // groups, -1)
+        grad_x = col2im((wg.transpose(0, 2, 1) @ gg).reshape(cols.shape), x.shape,
+                        weight.shape[2:], **kwargs)
     return grad_x, np.ascontiguousarray(grad_w), np.ascontiguousarray(grad_b)

@@ -1,15 +1,19 @@
 """2-D max and average pooling, the specification (torch.nn.functional semantics).
 
 x (N, C, H, W); kernel_size, stride (None: kernel_size), padding: int or (h, w);
-padding at most half the kernel; ceil_mode False; output
-floor((H + 2p - k) / s) + 1. Max-pool indices are int64, flat within each H*W
-plane (torch's return_indices); the first maximum in scan order wins, NaN
+padding at most half the kernel. Output floor((H + 2p - k) / s) + 1, or with
+ceil_mode=True the ceiling, less one when the last window would start past the
+top/left padding plus the input; a ceil-mode window may overhang the padded input at
+the bottom/right and is clipped there. Max-pool indices are int64, flat within each
+H*W plane (torch's return_indices); the first maximum in scan order wins, NaN
 propagates (the last NaN wins, as torch's `val > max || isnan(val)` scan).
-Average pooling counts the padding (count_include_pad=True): divisor KH*KW.
+Average pooling divides each window's sum by divisor_override when given, else by the
+number of its positions inside the input (count_include_pad=False) or inside the
+padded input (count_include_pad=True; the ceil-mode overhang does not count).
 """
 import numpy as np
 
-from cygrad.reference._checks import (check_ndim, check_shape, float_array, nchw_shape,
+from cygrad.reference._checks import (avg_divisor, check_ndim, check_shape, float_array, nchw_shape,
                                       pool_geometry)
 
 
@@ -20,6 +24,27 @@ def _windows(xp, k, s, out):
                      for i in range(kh) for j in range(kw)], axis=-3)
 
 
+def _pads(hw, k, s, p, out):
+    """np.pad widths giving every window whole: p before; after, p or the ceil-mode
+    overhang (the last window's end past the input and the top/left padding) if larger."""
+    after = [max(p[i], (out[i] - 1) * s[i] + k[i] - hw[i] - p[i]) for i in range(2)]
+    return ((0, 0), (0, 0), (p[0], after[0]), (p[1], after[1]))
+
+
+def _divisors(hw, k, s, p, out, count_include_pad, divisor_override, dtype):
+    """Divisor of each window, (1, 1, H_out, W_out) or a scalar, of the given dtype."""
+    if divisor_override:
+        return dtype.type(divisor_override)
+    pads = _pads(hw, k, s, p, out)
+    if count_include_pad:   # ones over the padded input, zeros over the overhang
+        padded = (hw[0] + 2 * p[0], hw[1] + 2 * p[1])
+        inside = np.pad(np.ones((1, 1) + padded), ((0, 0), (0, 0), (0, pads[2][1] - p[0]),
+                                                    (0, pads[3][1] - p[1])))
+    else:                   # ones over the input alone
+        inside = np.pad(np.ones((1, 1) + tuple(hw)), pads)
+    return _windows(inside, k, s, out).sum(axis=2).astype(dtype)
+
+
 def _check_grad_out(grad_out, x_shape, out):
     float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
@@ -28,13 +53,13 @@ def _check_grad_out(grad_out, x_shape, out):
     check_shape(grad_out, tuple(x_shape[:2]) + tuple(out), "grad_out")
 
 
-def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
-    """(y, indices) as torch.nn.functional.max_pool2d(..., return_indices=True)."""
+def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False):
+    """(y, indices) as torch.nn.functional.max_pool2d(..., ceil_mode, return_indices=True)."""
     float_array(x, "x")
     check_ndim(x, 4, "x")
     n, c, h, w = x.shape
-    k, s, (ph, pw), out = pool_geometry((h, w), kernel_size, stride, padding)
-    pad = ((0, 0), (0, 0), (ph, ph), (pw, pw))
+    k, s, p, out = pool_geometry((h, w), kernel_size, stride, padding, ceil_mode)
+    pad = _pads((h, w), k, s, p, out)
     vals = _windows(np.pad(x, pad, constant_values=-np.inf), k, s, out)
     valid = _windows(np.pad(np.ones((1, 1, h, w), bool), pad), k, s, out)
     rows = _windows(np.pad(np.broadcast_to(np.arange(h)[:, None], (1, 1, h, w)), pad), k, s, out)
@@ -66,23 +91,31 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     return grad_x.reshape(n, c, h, w)
 
 
-def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0):
-    """y as torch.nn.functional.avg_pool2d (count_include_pad=True, ceil_mode=False)."""
+def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False,
+                       count_include_pad=True, divisor_override=None):
+    """y as torch.nn.functional.avg_pool2d: each window's sum / its divisor (module docstring)."""
     float_array(x, "x")
     check_ndim(x, 4, "x")
-    k, s, (ph, pw), out = pool_geometry(x.shape[2:], kernel_size, stride, padding)
-    win = _windows(np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))), k, s, out)
-    return np.ascontiguousarray(win.sum(axis=2) / x.dtype.type(k[0] * k[1]))
+    k, s, p, out = pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    include_pad, override = avg_divisor(count_include_pad, divisor_override)
+    win = _windows(np.pad(x, _pads(x.shape[2:], k, s, p, out)), k, s, out)
+    div = _divisors(x.shape[2:], k, s, p, out, include_pad, override, x.dtype)
+    return np.ascontiguousarray(win.sum(axis=2) / div)
 
 
-def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=0):
-    """grad_x (N, C, H, W): each output's gradient / (KH*KW) spread over its window."""
+def avg_pool2d_backward(grad_out, x_shape, kernel_size, *, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """grad_x (N, C, H, W): each output's gradient / its window's divisor, spread over
+    the window's positions inside the input."""
     n, c, h, w = nchw_shape(x_shape, "x_shape")
-    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = pool_geometry((h, w), kernel_size, stride, padding)
-    _check_grad_out(grad_out, (n, c), (ho, wo))
-    share = grad_out / grad_out.dtype.type(kh * kw)
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), grad_out.dtype)
+    k, s, p, out = pool_geometry((h, w), kernel_size, stride, padding, ceil_mode)
+    include_pad, override = avg_divisor(count_include_pad, divisor_override)
+    _check_grad_out(grad_out, (n, c), out)
+    (kh, kw), (sh, sw), (ho, wo) = k, s, out
+    share = grad_out / _divisors((h, w), k, s, p, out, include_pad, override, grad_out.dtype)
+    pads = _pads((h, w), k, s, p, out)
+    xp = np.zeros((n, c, h + sum(pads[2]), w + sum(pads[3])), grad_out.dtype)
     for i in range(kh):
         for j in range(kw):
             xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += share
-    return np.ascontiguousarray(xp[:, :, ph:ph + h, pw:pw + w])
+    return np.ascontiguousarray(xp[:, :, p[0]:p[0] + h, p[1]:p[1] + w])
