@@ -116,3 +116,35 @@ def test_loss_modules_register_their_weights_as_buffers():
     assert out.shape == (6,)
     bce = cg.nn.BCEWithLogitsLoss(pos_weight=np.ones(3))
     assert list(bce.state_dict()) == ["pos_weight"]
+
+
+@pytest.mark.parametrize("groups,c_out", [(4, 8), (4, 12), (1, 5)])
+def test_grouped_and_depthwise_conv2d_modules(groups, c_out):
+    ours = cg.nn.Conv2d(4, c_out, 3, padding="same", groups=groups, dtype=np.float64)
+    theirs = torch.nn.Conv2d(4, c_out, 3, padding="same", groups=groups).double()
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(groups).standard_normal((3, 4, 7, 6))
+    compare(lambda a: ours(a), lambda a: theirs(a), [x])  # output and input gradient
+    assert _rel(ours.weight.grad, theirs.weight.grad.numpy()) <= 1e-12
+    assert _rel(ours.bias.grad, theirs.bias.grad.numpy()) <= 1e-12
+
+
+@pytest.mark.parametrize("options", [dict(ceil_mode=True), dict(padding=1, ceil_mode=True),
+                                     dict(count_include_pad=False, padding=1),
+                                     dict(divisor_override=3), dict(stride=2, ceil_mode=True,
+                                                                    count_include_pad=False)])
+def test_pooling_modules_with_torch_options(options):
+    x = np.random.default_rng(1).permutation(2 * 3 * 7 * 6).reshape(2, 3, 7, 6) / 5.0
+    compare(lambda a: cg.nn.AvgPool2d(3, **options)(a),
+            lambda a: torch.nn.AvgPool2d(3, **options)(a), [x])
+    max_opts = {k: v for k, v in options.items() if k in ("stride", "padding", "ceil_mode")}
+    compare(lambda a: cg.nn.MaxPool2d(3, **max_opts)(a),
+            lambda a: torch.nn.MaxPool2d(3, **max_opts)(a), [x])
+
+
+def test_max_pool_returns_indices_as_torch():
+    x = np.random.default_rng(2).permutation(2 * 3 * 6 * 6).reshape(2, 3, 6, 6).astype(np.float64)
+    y, idx = cg.nn.MaxPool2d(2, return_indices=True)(x)
+    ty, tidx = torch.nn.MaxPool2d(2, return_indices=True)(torch.tensor(x))
+    np.testing.assert_array_equal(y.data, ty.numpy())
+    np.testing.assert_array_equal(idx.data, tidx.numpy())

@@ -47,28 +47,47 @@ class Tanh(Layer):
 
 
 class _Pool2d(Layer):
-    def __init__(self, kernel_size, stride=None, padding=0, *, dtype=None):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, *, dtype=None):
         super().__init__(dtype)
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding = pair(padding, "padding")
+        self.ceil_mode = bool(ceil_mode)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (", ceil_mode=True" if self.ceil_mode else ""))
 
 
 class MaxPool2d(_Pool2d):
-    """Max over each window (torch.nn.MaxPool2d; stride defaults to kernel_size)."""
+    """Max over each window (torch.nn.MaxPool2d; stride defaults to kernel_size);
+    return_indices=True returns (output, indices) as torch."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False, *, dtype=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode, dtype=dtype)
+        if pair(dilation, "dilation") != (1, 1):
+            F._unsupported("MaxPool2d", f"dilation={dilation}")
+        self.return_indices = bool(return_indices)
 
     def forward(self, x):
-        return F.max_pool2d(self._check_dtype(x), self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(self._check_dtype(x), self.kernel_size, self.stride, self.padding,
+                            ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over each window, padding counted (torch.nn.AvgPool2d's count_include_pad=True)."""
+    """Mean over each window (torch.nn.AvgPool2d): count_include_pad (default True: the
+    padding counts in the divisor), ceil_mode and divisor_override as torch."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None, *, dtype=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode, dtype=dtype)
+        self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = divisor_override
 
     def forward(self, x):
-        return F.avg_pool2d(self._check_dtype(x), self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(self._check_dtype(x), self.kernel_size, self.stride, self.padding,
+                            self.ceil_mode, self.count_include_pad, self.divisor_override)
 
 
 class Flatten(Layer):

@@ -187,9 +187,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         xd = np.pad(xd, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
     span = [d * (k - 1) + 1 if isinstance(d, int) else k for k, d in zip(wd.shape[2:], dilation)]
     _check_window("conv2d", xd.shape, span, padding, "(dilated) kernel")
-    geometry = dict(stride=stride, padding=padding, dilation=dilation)
-    if groups != 1:
-        geometry["groups"] = groups
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     b = None if bias is None else _in(bias)
     K = backend.current()
     y = K.conv2d_forward(xd, wd, None if b is None else np.ascontiguousarray(b.data), **geometry)
@@ -257,18 +255,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
-    """Max over each window (torch.nn.functional.max_pool2d; stride defaults to kernel_size).
-    With return_indices, also the flat index of each maximum within its H*W plane."""
+    """Max over each window (torch.nn.functional.max_pool2d; stride defaults to kernel_size;
+    ceil_mode as torch). With return_indices, also the flat index of each maximum within
+    its H*W plane. dilation other than 1 is not supported."""
     if _pair(dilation, "dilation") != (1, 1):
         _unsupported("max_pool2d", f"dilation={dilation}")
-    if ceil_mode:
-        _unsupported("max_pool2d", "ceil_mode=True")
     x = _in(input)
     xd, batched = _spatial("max_pool2d", x.data, "(N, C, H, W)")
     k, p = _pair(kernel_size, "kernel_size"), _pair(padding, "padding")
     _check_window("max_pool2d", xd.shape, k, p, "kernel")
     K = backend.current()
-    y, indices = K.max_pool2d_forward(xd, kernel_size, stride=stride, padding=padding)
+    y, indices = K.max_pool2d_forward(xd, kernel_size, stride=stride, padding=padding,
+                                      ceil_mode=ceil_mode)
     shape = xd.shape
     if batched:
         y, out_idx = y[0], indices[0]
@@ -287,19 +285,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
-    """Mean over each window, padding counted (torch.nn.functional.avg_pool2d defaults)."""
-    if ceil_mode:
-        _unsupported("avg_pool2d", "ceil_mode=True")
-    if not count_include_pad:
-        _unsupported("avg_pool2d", "count_include_pad=False")
-    if divisor_override is not None:
-        _unsupported("avg_pool2d", "divisor_override")
+    """Mean over each window (torch.nn.functional.avg_pool2d): ceil_mode, count_include_pad
+    (padding counted in the divisor, the default) and divisor_override as torch."""
+    options = dict(stride=stride, padding=padding, ceil_mode=ceil_mode,
+                   count_include_pad=count_include_pad, divisor_override=divisor_override)
     x = _in(input)
     xd, batched = _spatial("avg_pool2d", x.data, "(N, C, H, W)")
     k, p = _pair(kernel_size, "kernel_size"), _pair(padding, "padding")
     _check_window("avg_pool2d", xd.shape, k, p, "kernel")
     K = backend.current()
-    y = K.avg_pool2d_forward(xd, kernel_size, stride=stride, padding=padding)
+    y = K.avg_pool2d_forward(xd, kernel_size, **options)
     shape = xd.shape
     if batched:
         y = y[0]
@@ -308,7 +303,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
     def backward(g):
         gx = K.avg_pool2d_backward(np.ascontiguousarray(g[None] if batched else g), shape,
-                                   kernel_size, stride=stride, padding=padding)
+                                   kernel_size, **options)
         return (gx[0] if batched else gx,)
 
     return record(y, "AvgPool2DBackward", backward, (x,))

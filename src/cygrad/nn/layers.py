@@ -32,7 +32,7 @@ class Linear(Layer):
 
 
 class Conv2d(Layer):
-    """2-D convolution as torch.nn.Conv2d (NCHW, weight (C_out, C_in, KH, KW), no groups).
+    """2-D convolution as torch.nn.Conv2d (NCHW, weight (C_out, C_in / groups, KH, KW)).
 
     padding: an int, a pair, 'valid' or 'same' (stride 1, odd dilated kernel).
     Initialised as torch: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = C_in*KH*KW.
@@ -41,19 +41,21 @@ class Conv2d(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, padding_mode="zeros", *, dtype=np.float32, rng=None):
         super().__init__(np.float32 if dtype is None else dtype)
-        if groups != 1:
-            raise NotImplementedError(f"Conv2d: groups={groups} is not supported by cygrad")
         if padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d: padding_mode={padding_mode!r} is not supported "
                                       "by cygrad (only 'zeros')")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.groups = int(groups)
+        if self.groups < 1 or self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"Conv2d: groups={groups} must be >= 1 and divide in_channels "
+                             f"({in_channels}) and out_channels ({out_channels})")
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.padding = padding if isinstance(padding, str) else pair(padding, "padding")
         self.dilation = pair(dilation, "dilation")
         rng = init.generator(rng)
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(init.fan_in_uniform(shape, fan_in, rng, self.dtype))
         self.bias = Parameter(init.fan_in_uniform(
             (self.out_channels,), fan_in, rng, self.dtype)) if bias else None
@@ -65,7 +67,10 @@ class Conv2d(Layer):
                 f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         return s + ("" if self.bias is not None else ", bias=False")
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
