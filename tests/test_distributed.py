@@ -133,6 +133,13 @@ def test_cli_distributed(fake_mnist, tmp_path):
     assert proc.stdout.count("test accuracy") == 1  # rank 0 reports
     assert "batch 2 ranks x 16" in proc.stderr
     assert cg.io.read(tmp_path / "c.npz")[1]["meta"]["epoch"] == 1
+    # resumed with another lr: rank 0 reads the settings, every rank applies the change
+    proc = _ok(_run(["-m", "cygrad", "train", "mlp", "--epochs", "2", "--no-progress",
+                     "--distributed", "--checkpoint", tmp_path / "c.npz", "--resume", "--lr", "0.01"]))
+    assert proc.stderr.count("cygrad: resuming") == 1 and "lr 0.001 -> 0.01" in proc.stderr
+    info = cg.io.read(tmp_path / "c.npz")[1]
+    assert info["meta"]["epoch"] == 2 and info["meta"]["lr"] == 0.01 and info["meta"]["ranks"] == 2
+    assert info["optimizer"]["param_groups"][0]["lr"] == 0.01
 
 
 def test_cli_distributed_without_mpi4py(fake_mnist, monkeypatch, capsys):
