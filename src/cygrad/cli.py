@@ -176,7 +176,7 @@ def _find_data(args, recorded=None):
     while it holds the files; else $CYGRAD_DATA, ~/.cache/cygrad/mnist, else a download.
     None (with a message on stderr) when none works."""
     from cygrad import data
-    if args.data is None and recorded:
+    if args.data is None and isinstance(recorded, str) and recorded:
         found = _mnist_in(recorded)
         if found is not None:
             return found
@@ -327,8 +327,7 @@ class _NewLearningRate:
 
 
 def _train(args):
-    import numpy as np
-    import cygrad as cg
+    """`cygrad train`: settings (restored on --resume), data, then the run."""
     ctx = None
     if args.distributed:
         from cygrad import distributed
@@ -351,16 +350,30 @@ def _train(args):
     if args.resume and saved is None and rank == 0:
         print(f"cygrad: {args.checkpoint} does not exist yet: starting a new run",
               file=sys.stderr)
-    root = _find_data(args, (saved or {}).get("data"))
+    root = _train_data(args, saved, changes, ctx)
     if root is None:
         return 2
-    if saved is not None and saved.get("data") not in (None, str(Path(root).resolve())):
+    return _run_training(args, settings, saved, changes, root, ctx)
+
+
+def _train_data(args, saved, changes, ctx):
+    """The MNIST folder (the checkpoint's by default, see _find_data), a changed one noted
+    in `changes`; None when not found (on every rank, if any rank lacks it)."""
+    root = _find_data(args, (saved or {}).get("data"))
+    if ctx is not None:  # a rank without the data must not leave the others waiting
+        ctx.agree("MNIST found (True/False)", root is not None)
+        if root is None:
+            return None
+    if root is not None and saved is not None and \
+            saved.get("data") not in (None, str(Path(root).resolve())):
         changes["data"] = (saved["data"], str(Path(root).resolve()))
-    return _run_training(args, cg, np, settings, saved, changes, root, ctx)
+    return root
 
 
-def _run_training(args, cg, np, settings, saved, changes, root, ctx):
+def _run_training(args, settings, saved, changes, root, ctx):
     """Build loaders, model, optimizer and schedule from the settings; fit; report."""
+    import numpy as np
+    import cygrad as cg
     rank, ranks = (0, 1) if ctx is None else (ctx.rank, ctx.size)
     epochs, batch_size, arch = settings["epochs"], settings["batch_size"], settings["arch"]
     dtype = np.dtype(settings["dtype"])
