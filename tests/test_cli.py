@@ -192,6 +192,7 @@ def test_resume_with_a_new_lr_trains_with_it_and_records_it(fake_mnist, tmp_path
     err = capsys.readouterr().err
     assert f"resuming {ck} from epoch 1 (to epoch 2)" in err
     assert "notice: resuming with changed settings (epochs 1 -> 2, lr 0.001 -> 0.01)" in err
+    assert ": adam lr 0.01, batch 64, 2 epochs" in err  # the banner: what will run
     info = cg.io.read(ck)[1]
     assert info["optimizer"]["param_groups"][0]["lr"] == 0.01  # what the optimizer used
     assert info["meta"]["lr"] == 0.01 and info["meta"]["epochs"] == 2
@@ -377,3 +378,13 @@ def test_the_table_shows_a_dash_for_a_missing_value(capsys):
     _print_table(history, 1.0)
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[1].split() == ["1", "0.5000", "-", "-", "-", "1.0", "10"]
+
+
+def test_out_of_memory_is_one_line_naming_the_batch_size(fake_mnist, monkeypatch, capsys):
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 5.2 GiB")
+    monkeypatch.setattr(cg.data, "mnist_loaders", too_big)
+    assert main(["train", "cnn", "--data", str(fake_mnist), "--batch-size", "60000"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("cygrad: error: out of memory (Unable to allocate 5.2 GiB): try a smaller "
+                       "--batch-size") and "Traceback" not in "".join(err)

@@ -394,7 +394,8 @@ def _run_training(args, settings, saved, changes, root, ctx):
             _announce_resume(args, saved, settings, changes)
         per_rank = f"{ranks} ranks x " if ctx is not None else ""
         print(f"cygrad: training {arch} ({model.num_parameters():,} parameters, {dtype.name}) "
-              f"on MNIST from {root}: {opt}, batch {per_rank}{batch_size}, {epochs} epochs, "
+              f"on MNIST from {root}: {_recipe_line(settings)}, batch {per_rank}{batch_size}, "
+              f"{epochs} epochs, "
               f"{cg.get_num_threads()} threads, backend {cg.get_backend()}", file=sys.stderr)
     t0 = time.perf_counter()
     history = cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt, train_loader, epochs=epochs,
@@ -407,6 +408,17 @@ def _run_training(args, settings, saved, changes, root, ctx):
         _save_history(args, history)
         _print_table(history, time.perf_counter() - t0)
     return 0
+
+
+def _recipe_line(settings):
+    """The optimizer part of the banner, from the settings in effect: 'adam lr 0.001'
+    (+ the schedule and L1 when there are)."""
+    parts = [f"{settings['optimizer']} lr {settings['lr']:g}"]
+    if settings["lr_schedule"] != "none":
+        parts.append(f"{settings['lr_schedule']} schedule")
+    if settings["l1"]:
+        parts.append(f"l1 {settings['l1']:g}")
+    return ", ".join(parts)
 
 
 def _cell(value, spec):
