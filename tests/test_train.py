@@ -646,6 +646,7 @@ def test_on_nan_warn_goes_on_but_checkpoints_only_finite_parameters(fake_mnist, 
     (dict(epochs=1, l1=-0.1), ValueError, "l1 must be finite and >= 0"),
     (dict(epochs=1, l1="0.1"), TypeError, "l1 must be a real number"),
     (dict(epochs=1, on_nan="ignore"), ValueError, "on_nan must be 'stop' or 'warn'"),
+    (dict(epochs=1, progress="bar"), ValueError, "progress must be True, False or 'epoch'"),
 ])
 def test_fit_checks_its_arguments_before_training(kwargs, error, match):
     model = cg.models.linear_regression(dtype=F64, seed=0)
@@ -653,7 +654,7 @@ def test_fit_checks_its_arguments_before_training(kwargs, error, match):
     loader = cg.data.DataLoader(np.ones((4, 1)), np.ones((4, 1)), 2)
     with pytest.raises(error, match=match):
         cg.train.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), loader,
-                     progress=False, **kwargs)
+                     **{"progress": False, **kwargs})
     assert np.array_equal(model.flat_buffers()[0], before)
 
 

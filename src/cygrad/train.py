@@ -147,7 +147,7 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     Allreduce per step, the history holds metrics over all ranks, only rank 0 prints
     and writes the checkpoint, and an exception on any rank stops every rank.
     """
-    _check_fit_args(epochs, l1, on_nan)
+    _check_fit_args(epochs, l1, on_nan, progress)
     dist = None
     if distributed:
         from cygrad import distributed as dist_module
@@ -207,18 +207,22 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     return history
 
 
-def _check_fit_args(epochs, l1, on_nan):
+def _check_fit_args(epochs, l1, on_nan, progress):
     """TypeError / ValueError naming the fit argument that cannot be used."""
     if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)):
         raise TypeError(f"fit: epochs must be an int, got {type(epochs).__name__}")
     if epochs < 1:
         raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
-    if isinstance(l1, (bool, np.bool_)) or not isinstance(l1, (int, float, np.integer, np.floating)):
+    if isinstance(l1, (bool, np.bool_)) or \
+            not isinstance(l1, (int, float, np.integer, np.floating)):
         raise TypeError(f"fit: l1 must be a real number, got {type(l1).__name__}")
     if not (math.isfinite(l1) and l1 >= 0):
         raise ValueError(f"fit: l1 must be finite and >= 0, got {l1}")
     if on_nan not in ON_NAN:
         raise ValueError(f"fit: on_nan must be 'stop' or 'warn', got {on_nan!r}")
+    if not (isinstance(progress, (bool, np.bool_))
+            or (isinstance(progress, str) and progress == "epoch")):
+        raise ValueError(f"fit: progress must be True, False or 'epoch', got {progress!r}")
 
 
 class _Divergence:
