@@ -239,6 +239,7 @@ def test_a_rank_that_diverges_stops_every_rank_and_keeps_the_checkpoint(tmp_path
     proc = _run([WORKER, "diverge", ck])
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
-    assert "rank 1 stopped: DivergenceError: training diverged: the loss is nan at epoch 2, step 3" in out
+    assert ("rank 1 stopped: DivergenceError: training diverged: the loss is nan at epoch 2, "
+            f"step 3 ({ck} keeps epoch 1)") in out
     assert "rank 0 stopped: RemoteError: rank 1 failed: DivergenceError" in out
     assert cg.io.read(ck)[1]["meta"]["epoch"] == 1

@@ -188,9 +188,10 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
                     io.save(checkpoint, model, optimizer, scheduler=scheduler, arrays=arrays,
                             epoch=epoch + 1, history=history, dropout=_dropout_state(model),
                             callbacks=states, stopped_by=stopped_by, **(meta or {}))
-                    guard.saved = epoch + 1
                 if dist is not None:
                     dist.check()  # rank 0's save succeeded (or every rank raises)
+                if checkpoint is not None and finite:
+                    guard.saved = epoch + 1  # (every rank: for its messages)
         except KeyboardInterrupt:
             done = f"epoch {start}" if start else "nothing yet"
             where = "" if checkpoint is None else (
