@@ -29,7 +29,8 @@ from cygrad.nn.parameter import Parameter, flatten, rebind_count
 from cygrad.tensor import Tensor
 
 # How each hyperparameter is checked wherever an optimizer has it (torch's ranges, and
-# finite: an inf lr or eps gives inf/NaN parameters at the first step).
+# finite: an inf lr or eps gives inf/NaN parameters at the first step). Filled in below
+# the checkers: key -> check(value, key, optimizer name) -> the value to keep.
 _NONNEGATIVE = ("lr", "eps", "weight_decay", "momentum", "lr_decay", "alpha",
                 "initial_accumulator_value", "tolerance_grad", "tolerance_change")
 _FINITE = ("dampening",)
@@ -80,20 +81,12 @@ class Optimizer:
         the kernels get what they take). Run at construction, on load_state_dict and
         before every step (a value set later through param_groups is checked too)."""
         name = type(self).__name__
-        for key in _NONNEGATIVE:
-            if key in group:
-                group[key] = _hyper_number(group[key], key, name, low=0.0)
-        for key in _FINITE:
-            if key in group:
-                group[key] = _hyper_number(group[key], key, name)
-        for key in _COUNTS:
-            if key in group:
-                group[key] = _hyper_count(group[key], key, name)
-        for key in _FLAGS:
-            if key in group and not isinstance(group[key], (bool, np.bool_)):
-                raise TypeError(f"{key} must be a bool for {name}, got {group[key]!r}")
-        if "betas" in group:
-            group["betas"] = _betas(group["betas"], name)
+        for key, value in group.items():  # (only values are replaced: safe while iterating)
+            check = _CHECKS.get(key)
+            if check is not None:
+                kept = check(value, key, name)
+                if kept is not value:
+                    group[key] = kept
 
     # -- groups ----------------------------------------------------------------------
     def add_param_group(self, param_group):
@@ -533,6 +526,16 @@ def _hyper_number(value, key, name, low=None):
     return value
 
 
+def _nonnegative(value, key, name):
+    return _hyper_number(value, key, name, low=0.0)
+
+
+def _flag(value, key, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{key} must be a bool for {name}, got {value!r}")
+    return value
+
+
 def _hyper_count(value, key, name):
     """An iteration limit: an int >= 1."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -542,8 +545,11 @@ def _hyper_count(value, key, name):
     return int(value)
 
 
-def _betas(value, name):
+def _betas(value, name, key="betas"):
     """Adam's (beta1, beta2): two numbers in [0, 1), as a tuple of floats."""
+    if type(value) is tuple and len(value) == 2 and all(
+            type(b) is float and 0.0 <= b < 1.0 for b in value):
+        return value  # the usual case, checked on every step
     try:
         pair = tuple(value)
     except TypeError:
@@ -556,6 +562,11 @@ def _betas(value, name):
         if not 0.0 <= b < 1.0:
             raise ValueError(f"invalid beta parameter at index {i}: {b} (must be in [0, 1))")
     return pair
+
+
+_CHECKS = {**dict.fromkeys(_NONNEGATIVE, _nonnegative), **dict.fromkeys(_FINITE, _hyper_number),
+           **dict.fromkeys(_FLAGS, _flag), **dict.fromkeys(_COUNTS, _hyper_count),
+           "betas": lambda value, key, name: _betas(value, name)}
 
 
 def _array(value):
