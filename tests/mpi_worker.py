@@ -5,6 +5,8 @@ raise:              rank 1's loss raises at step 3 inside fit
 uncaught:           rank 1 raises outside fit while rank 0 waits in a Barrier
 ckpt CKPT1 CKPT2:   2 epochs with checkpoint CKPT2; 1 epoch with CKPT1 (records who saved)
 resume CKPT1 OUT:   (1 rank) resume CKPT1 with batch 2B for the second epoch
+sizes:              rank 1 has 8 samples fewer than rank 0 (another data folder, say)
+diverge:            rank 1's inputs turn NaN at step 3 of epoch 2, with a checkpoint
 """
 import sys
 
@@ -108,7 +110,41 @@ def resume(path1, out):
     np.save(out, model.flat_buffers()[0])
 
 
+def _report(ctx, fn):
+    """Run fn; print how this rank stopped (exit 3) when it raises."""
+    try:
+        fn()
+    except Exception as e:
+        print(f"rank {ctx.rank} stopped: {type(e).__name__}: {e}", flush=True)
+        sys.exit(3)
+
+
+def sizes():
+    ctx = distributed.init()
+    model, opt, _ = setup(B, seed=0)
+    x, y = data()
+    n = len(y) - 8 * ctx.rank
+    loader = cg.data.DataLoader(x[:n], y[:n], B, seed=0)
+    _report(ctx, lambda: train(model, opt, loader, epochs=1, distributed=True))
+
+
+class NaNShard(distributed.ShardedLoader):
+    """On rank 1, the batches turn NaN from step 3 of the second epoch on."""
+
+    def __iter__(self):
+        epoch = self.epoch
+        for i, (xb, yb) in enumerate(super().__iter__()):
+            yield (xb * np.nan if self.rank == 1 and epoch == 1 and i >= 2 else xb), yb
+
+
+def diverge(path):
+    ctx = distributed.init()
+    model, opt, loader = setup(B, seed=0)
+    sharded = NaNShard(loader, ctx.rank, ctx.size)
+    _report(ctx, lambda: train(model, opt, sharded, epochs=3, distributed=True, checkpoint=path))
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     {"equiv": equiv, "raise": raise_in_fit, "uncaught": uncaught, "ckpt": ckpt,
-     "resume": resume}[mode](*args)
+     "resume": resume, "sizes": sizes, "diverge": diverge}[mode](*args)

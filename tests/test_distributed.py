@@ -133,6 +133,13 @@ def test_cli_distributed(fake_mnist, tmp_path):
     assert proc.stdout.count("test accuracy") == 1  # rank 0 reports
     assert "batch 2 ranks x 16" in proc.stderr
     assert cg.io.read(tmp_path / "c.npz")[1]["meta"]["epoch"] == 1
+    # resumed with another lr: rank 0 reads the settings, every rank applies the change
+    proc = _ok(_run(["-m", "cygrad", "train", "mlp", "--epochs", "2", "--no-progress",
+                     "--distributed", "--checkpoint", tmp_path / "c.npz", "--resume", "--lr", "0.01"]))
+    assert proc.stderr.count("cygrad: resuming") == 1 and "lr 0.001 -> 0.01" in proc.stderr
+    info = cg.io.read(tmp_path / "c.npz")[1]
+    assert info["meta"]["epoch"] == 2 and info["meta"]["lr"] == 0.01 and info["meta"]["ranks"] == 2
+    assert info["optimizer"]["param_groups"][0]["lr"] == 0.01
 
 
 def test_cli_distributed_without_mpi4py(fake_mnist, monkeypatch, capsys):
@@ -214,3 +221,25 @@ def test_two_hosts_over_tcp_match_one_process(two_hosts, tmp_path):
     assert r["same_start"] and r["same_end"] and r["diff"] <= 1e-12
     grad_bytes = 8 * (12 * 16 + 16 + 16 * 10 + 10)
     assert _veth_bytes(names[0], dev) - before >= 20 * grad_bytes  # the gradients went over veth
+
+
+def test_ranks_with_different_dataset_sizes_stop_with_a_message():
+    proc = _run([WORKER, "sizes"])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    for rank in (0, 1):
+        assert (f"rank {rank} stopped: ValueError: the ranks disagree on their datasets "
+                "(samples, batch size, drop_last) (rank 0: (320, 8, False); rank 1: (312, 8, "
+                "False))") in out
+    assert "truncated" not in out.lower()
+
+
+def test_a_rank_that_diverges_stops_every_rank_and_keeps_the_checkpoint(tmp_path):
+    ck = tmp_path / "c.npz"
+    proc = _run([WORKER, "diverge", ck])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert ("rank 1 stopped: DivergenceError: training diverged: the loss is nan at epoch 2, "
+            f"step 3 ({ck} keeps epoch 1)") in out
+    assert "rank 0 stopped: RemoteError: rank 1 failed: DivergenceError" in out
+    assert cg.io.read(ck)[1]["meta"]["epoch"] == 1

@@ -173,3 +173,66 @@ def test_repr_lists_each_group():
     p = _params()
     text = repr(optim.SGD([{"params": p[:1]}, {"params": p[1:], "lr": 0.5}], lr=0.1))
     assert text.startswith("SGD (") and "Parameter Group 1" in text and "lr: 0.5" in text
+
+
+# -- hyperparameters are validated when given, and before every step (issue 15) -------------
+def test_a_one_element_array_lr_is_a_float_and_steps_as_torch():
+    params, ref = _params(), _params()
+    opt, want = optim.Adam(params, lr=np.array(0.01)), optim.Adam(ref, lr=0.01)
+    assert type(opt.param_groups[0]["lr"]) is float and opt.param_groups[0]["lr"] == 0.01
+    for o, ps in ((opt, params), (want, ref)):
+        _grads(ps, 0)
+        o.step()
+    assert all(np.array_equal(p.data, q.data) for p, q in zip(params, ref))
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(lr=np.array([0.1, 0.2])), ValueError, r"lr for Adam must be a single number.*\(2,\)"),
+    (dict(lr="0.1"), TypeError, "lr for Adam must be a real number, got str"),
+    (dict(lr=True), TypeError, "lr for Adam must be a real number, got bool"),
+    (dict(lr=float("inf")), ValueError, "invalid lr for Adam: inf"),
+    (dict(lr=float("nan")), ValueError, "invalid lr for Adam: nan"),
+    (dict(eps=float("inf")), ValueError, "invalid eps"),
+    (dict(betas=(0.9,)), ValueError, "betas for Adam must be a pair"),
+    (dict(betas=0.9), TypeError, "betas for Adam must be a pair"),
+    (dict(betas=(0.9, "x")), TypeError, "beta2 for Adam must be a real number"),
+    (dict(amsgrad="yes"), TypeError, "amsgrad must be a bool"),
+])
+def test_bad_hyperparameters_are_refused_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        optim.Adam(_params(), **kwargs)
+
+
+@pytest.mark.parametrize("name,key,value,error,match", [
+    ("SGD", "lr", np.array(0.1), None, None),
+    ("SGD", "lr", np.array([0.1, 0.2]), ValueError, "lr for SGD must be a single number"),
+    ("SGD", "lr", float("inf"), ValueError, "invalid lr for SGD: inf"),
+    ("SGD", "nesterov", "no", TypeError, "nesterov must be a bool"),
+    ("SGD", "dampening", float("nan"), ValueError, "invalid dampening"),
+    ("Adam", "betas", (0.9,), ValueError, "betas for Adam must be a pair"),
+    ("Adam", "betas", (0.9, 2.0), ValueError, "invalid beta parameter at index 1"),
+    ("Adam", "eps", -1.0, ValueError, "invalid eps for Adam"),
+    ("Adagrad", "lr_decay", float("inf"), ValueError, "invalid lr_decay"),
+    ("RMSprop", "alpha", "0.9", TypeError, "alpha for RMSprop must be a real number"),
+])
+def test_a_hyperparameter_set_later_is_checked_before_the_step_moves_anything(
+        name, key, value, error, match):
+    params = _params()
+    opt = getattr(optim, name)(params, lr=0.1)
+    _grads(params, 0)
+    before = opt.data.copy()
+    opt.param_groups[0][key] = value
+    if error is None:  # a 1-element array is a number: taken as a float
+        opt.step()
+        assert type(opt.param_groups[0][key]) is float and not np.array_equal(opt.data, before)
+        return
+    with pytest.raises(error, match=match):
+        opt.step()
+    assert np.array_equal(opt.data, before) and opt.step_count == 0
+
+
+def test_second_order_iteration_limits_are_checked():
+    with pytest.raises(ValueError, match="invalid max_iter for LBFGS: 0"):
+        optim.LBFGS(_params(), max_iter=0)
+    with pytest.raises(ValueError, match="invalid tolerance_grad"):
+        optim.LBFGS(_params(), tolerance_grad=float("nan"))

@@ -109,7 +109,7 @@ def _fit(fake_mnist, tmp_path, epochs, seed=0, dropout=False, **kwargs):
     model = _model(seed, dropout)
     opt = optim.Adam(model.parameters(), lr=1e-3)
     history = cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, val_loader=test,
-                           progress=False, **kwargs)
+                           **{"progress": False, **kwargs})
     return model, opt, history
 
 
@@ -548,3 +548,147 @@ def test_early_stopping_weights_are_a_plain_array_in_the_checkpoint(fake_mnist, 
     assert stored.dtype == np.float32 and stored.size == model.num_parameters()
     assert info["meta"]["callbacks"]["EarlyStopping"]["best_weights"] == {
         "__array__": "callback/EarlyStopping/best_weights"}
+
+
+# -- divergence, argument checks, history with reduction='sum' (issue 15) --------------------
+
+class _NaNFrom(cg.data.DataLoader):
+    """Batches turn NaN from step `step` (1-based) of epoch `epoch` (1-based) on."""
+
+    def poison(self, epoch, step):
+        self.bad = (epoch, step)
+        return self
+
+    def __iter__(self):
+        epoch = self.epoch + 1
+        for i, (xb, yb) in enumerate(super().__iter__()):
+            yield (xb * np.nan if (epoch, i + 1) >= self.bad else xb), yb
+
+
+def _poisoned_loaders(fake_mnist, epoch, step):
+    train, test = _fake_loaders(fake_mnist)
+    train.__class__ = _NaNFrom
+    return train.poison(epoch, step), test
+
+
+def test_a_diverging_run_stops_at_the_step_and_keeps_the_last_checkpoint(fake_mnist, tmp_path):
+    ck = tmp_path / "ck.npz"
+    _fit(fake_mnist, tmp_path, 1, checkpoint=ck)
+    saved = ck.read_bytes()
+    train, test = _poisoned_loaders(fake_mnist, 2, 3)
+    model = _model(0, False)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.raises(cg.train.DivergenceError, match=r"the loss is nan at epoch 2, step 3 "
+                       rf"\({ck} keeps epoch 1\); lower the learning rate, or pass "
+                       r"on_nan='warn' \(--on-nan warn\) to go on anyway") as e:
+        cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=3, val_loader=test,
+                     progress=False, checkpoint=ck, resume=True)
+    assert (e.value.epoch, e.value.step) == (2, 3) and np.isnan(e.value.value)
+    assert isinstance(e.value, ValueError)
+    assert ck.read_bytes() == saved  # never overwritten by the NaN epoch
+    assert np.isfinite(opt.data).all() and opt.step_count == 8 + 2  # the NaN step was not taken
+
+
+def test_a_huge_learning_rate_is_stopped():
+    x = np.random.default_rng(0).standard_normal((64, 784)).astype(np.float32)
+    loader = cg.data.DataLoader(x, np.arange(64) % 10, 16)
+    model = cg.models.mlp(seed=0)
+    with pytest.raises(cg.train.DivergenceError, match="training diverged"):
+        cg.train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=1e9), loader,
+                     epochs=5, progress=False)
+
+
+class _PoisonAfter(optim.SGD):
+    """Writes NaN into the parameters at its `at`-th step (the loss stays finite)."""
+
+    def step(self, closure=None):
+        super().step(closure)
+        if self.step_count == self.at:
+            self.data[0] = np.nan
+
+
+def test_non_finite_parameters_after_an_epoch_are_never_checkpointed(fake_mnist, tmp_path):
+    train, _ = _fake_loaders(fake_mnist)  # 256 / 32: 8 steps per epoch, no validation
+    model = _model(0, False)
+    opt = _PoisonAfter(model.parameters(), lr=0.01)
+    opt.at = 16
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(cg.train.DivergenceError, match="after epoch 2 the parameters are not "
+                       rf"finite \({ck} keeps epoch 1\)"):
+        cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=3, progress=False,
+                     checkpoint=ck)
+    assert cg.io.read(ck)[1]["meta"]["epoch"] == 1
+
+
+def test_on_nan_warn_goes_on_but_checkpoints_only_finite_parameters(fake_mnist, tmp_path):
+    ck = tmp_path / "ck.npz"
+    train, test = _poisoned_loaders(fake_mnist, 2, 3)
+    model = _model(0, False)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.warns(RuntimeWarning) as warned:
+        history = cg.train.fit(model, nn.CrossEntropyLoss(), opt, train, epochs=3,
+                               val_loader=test, progress=False, checkpoint=ck, on_nan="warn")
+    messages = [str(w.message) for w in warned]
+    assert len(messages) == 2  # once per epoch that had non-finite values
+    assert messages[0].startswith("epoch 2: the loss was not finite at 6 steps (first: step 3, nan)")
+    assert messages[1].startswith("epoch 3: the loss was not finite at 8 steps (first: step 1, nan)")
+    assert all(m.endswith(f"the parameters are not finite; not saved ({ck} keeps epoch 1)")
+               for m in messages)
+    assert history["epoch"] == [1, 2, 3] and np.isnan(history["loss"][1:]).all()
+    assert opt.step_count == 24 and cg.io.read(ck)[1]["meta"]["epoch"] == 1
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(epochs=0), ValueError, "epochs must be >= 1, got 0"),
+    (dict(epochs=-1), ValueError, "epochs must be >= 1, got -1"),
+    (dict(epochs=2.0), TypeError, "epochs must be an int, got float"),
+    (dict(epochs=1, l1=float("nan")), ValueError, "l1 must be finite and >= 0, got nan"),
+    (dict(epochs=1, l1=-0.1), ValueError, "l1 must be finite and >= 0"),
+    (dict(epochs=1, l1="0.1"), TypeError, "l1 must be a real number"),
+    (dict(epochs=1, on_nan="ignore"), ValueError, "on_nan must be 'stop' or 'warn'"),
+    (dict(epochs=1, progress="bar"), ValueError, "progress must be True, False or 'epoch'"),
+])
+def test_fit_checks_its_arguments_before_training(kwargs, error, match):
+    model = cg.models.linear_regression(dtype=F64, seed=0)
+    before = model.flat_buffers()[0].copy()
+    loader = cg.data.DataLoader(np.ones((4, 1)), np.ones((4, 1)), 2)
+    with pytest.raises(error, match=match):
+        cg.train.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), loader,
+                     **{"progress": False, **kwargs})
+    assert np.array_equal(model.flat_buffers()[0], before)
+
+
+def test_an_empty_training_loader_is_an_error_not_a_zero_loss():
+    model = cg.models.linear_regression(dtype=F64, seed=0)
+    loader = cg.data.DataLoader(np.ones((0, 1)), np.ones((0, 1)), 2)
+    with pytest.raises(ValueError, match="no samples in epoch 1"):
+        cg.train.fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), loader,
+                     epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("loss_fn", [nn.CrossEntropyLoss, nn.MSELoss])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_history_loss_follows_the_reduction(loss_fn, reduction):
+    """mean: the mean of the batch means (weighted by batch size); sum: the total / N."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6))
+    y = rng.integers(0, 3, 40) if loss_fn is nn.CrossEntropyLoss else rng.standard_normal((40, 3))
+    loader = cg.data.DataLoader(x, y, 8, seed=0)
+    model = cg.models.mlp(sizes=(6, 5, 3), dtype=F64, seed=0)
+    opt = optim.SGD(model.parameters(), lr=0.0)  # the model stays as it is
+    history = cg.train.fit(model, loss_fn(reduction=reduction), opt, loader, epochs=1,
+                           val_loader=loader, progress=False)
+    want = loss_fn(reduction=reduction)(model(x), y).item() / (40 if reduction == "sum" else 1)
+    assert np.isclose(history["loss"][0], want, rtol=1e-12)
+    assert np.isclose(history["val_loss"][0], want, rtol=1e-12)
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(fake_mnist, tmp_path, capsys):
+    ck = tmp_path / "ck.npz"
+    model, _, history = _fit(fake_mnist, tmp_path, 2, checkpoint=ck)
+    saved = ck.read_bytes()
+    again, _, resumed = _fit(fake_mnist, tmp_path, 2, checkpoint=ck, resume=True, progress="epoch")
+    assert f"the run in {ck} has completed 2 epochs (epochs=2): nothing to do" in \
+        capsys.readouterr().err
+    assert _same_run(history, resumed) and ck.read_bytes() == saved
+    assert np.array_equal(model.flat_buffers()[0], again.flat_buffers()[0])

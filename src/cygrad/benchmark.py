@@ -5,6 +5,7 @@ the same initial weights on the same batches with the same loss (cross-entropy) 
 optimizer (Adam, lr 1e-3), in one process, side by side; figures are images/s,
 median of repeats after warm-up.
 """
+import argparse
 import contextlib
 import json
 import statistics
@@ -123,7 +124,15 @@ def _throughput(fn, data, batch, steps, repeats, warmup):
 
 def run(models=MODELS, batch_sizes=(32, 64, 256), threads=(1, 2), steps=None, repeats=5,
         warmup=5, impls=IMPLS, progress=True, seed=0):
-    """Measure every (model, batch, threads) cell; returns a list of row dicts."""
+    """Measure every (model, batch, threads) cell; returns a list of row dicts.
+    steps (None: ~0.25 s per repeat), repeats and every batch size and thread count must
+    be positive integers (ValueError otherwise)."""
+    for name, values in (("batch_sizes", batch_sizes), ("threads", threads),
+                         ("steps", () if steps is None else (steps,)), ("repeats", (repeats,)),
+                         ("warmup", (warmup + 1,))):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"bench: {name} must be positive integers, got {v!r}")
     try:
         import torch  # noqa: F401
         have_torch = True
@@ -183,10 +192,11 @@ def format_table(rows):
 
 def main(args):
     """Entry point of `python -m cygrad bench` (args from cygrad.cli)."""
+    from cygrad.cli import capped_threads
     models = MODELS if args.model == "all" else (args.model,)
-    parse = lambda s: tuple(int(v) for v in str(s).split(",") if v)
+    threads = tuple(dict.fromkeys(capped_threads(n) for n in args.threads))  # capped, once each
     impls = IMPLS if not args.no_reference else ("cygrad", "torch")
-    rows = run(models, parse(args.batch_size), parse(args.threads), steps=args.steps,
+    rows = run(models, args.batch_size, threads, steps=args.steps,
                repeats=args.repeats, impls=impls, progress=not args.no_progress)
     print(format_table(rows))
     if args.json:
@@ -196,13 +206,26 @@ def main(args):
     return 0
 
 
+def _positive_ints(text):
+    """argparse type: comma-separated positive integers ("32,64,256")."""
+    from cygrad.cli import positive_int
+    values = tuple(positive_int(v) for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be comma-separated positive integers, got {text!r}")
+    return values
+
+
 def add_parser(sub):
+    from cygrad.cli import positive_int
     p = sub.add_parser("bench", help="training-step throughput: cygrad vs reference vs PyTorch")
     p.add_argument("--model", choices=["mlp", "cnn", "all"], default="all")
-    p.add_argument("--batch-size", default="32,64,256", help="comma-separated batch sizes")
-    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    p.add_argument("--steps", type=int, default=None, help="steps per timed repeat (default: ~0.25 s)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch-size", type=_positive_ints, default=(32, 64, 256),
+                   help="comma-separated batch sizes (default 32,64,256)")
+    p.add_argument("--threads", type=_positive_ints, default=(1, 2),
+                   help="comma-separated thread counts (default 1,2; at most the CPU count)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="steps per timed repeat (default: ~0.25 s)")
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy reference backend")
     p.add_argument("--no-progress", action="store_true")

@@ -15,6 +15,12 @@ is the single-process loader's i-th batch of size K*B: K ranks x batch B train l
 process x batch K*B (for a dataset size divisible by K*B; otherwise a few samples of
 the last batch are repeated, as in torch). Validation shards are not padded.
 
+Ranks must agree on what they train: `broadcast` checks that every rank's model has as
+many parameters as rank 0's, and `shard` that every rank's dataset has the same number of
+samples and the same batch size, before anything is exchanged (else MPI fails with
+"Message truncated" or waits forever). A disagreement raises ValueError on every rank,
+with each rank's value.
+
 Errors instead of hangs: MPI collectives have no timeouts, so a rank that raised and
 left the loop would leave the others waiting forever. Every collective here is
 preceded by a check -- an Allreduce (MAX) of a one-byte error flag. A rank that raises
@@ -121,10 +127,13 @@ class Context:
         flat buffers the optimizer steps."""
         self.check()
         params = model.parameters()
+        extra = [] if optimizer is None else [p for p in optimizer.params
+                                              if id(p) not in set(map(id, params))]
+        self.agree("parameters (model, optimizer-only)",
+                   (sum(p.data.size for p in params), sum(p.data.size for p in extra)))
         self._bcast_data(params)
         if optimizer is not None:
-            own = set(map(id, params))
-            self._bcast_data([p for p in optimizer.params if id(p) not in own])
+            self._bcast_data(extra)
             state = self.comm.bcast(optimizer.state_dict() if self.rank == 0 else None, root=0)
             if self.rank != 0:
                 optimizer.load_state_dict(state)
@@ -134,6 +143,15 @@ class Context:
         shared = shared_buffers(params)
         for data in [shared[0]] if shared is not None else [p.data for p in params]:
             self.comm.Bcast(data, root=0)
+
+    def agree(self, what, value):
+        """Collective: raise ValueError on every rank unless every rank passed an equal
+        `value` (plain numbers, tuples, None); `what` names it in the message."""
+        values = self.comm.allgather(value)
+        if any(v != values[0] for v in values):
+            each = "; ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            raise ValueError(f"the ranks disagree on their {what} ({each}): every rank must "
+                             "train the same model on the same data")
 
     def average_gradients(self, grad, reduction="mean"):
         """Collective: grad (the flat buffer) <- the sum over ranks, / size for mean losses."""
@@ -160,12 +178,19 @@ class Context:
 
     # -- data ----------------------------------------------------------------------------
     def shard(self, loader, pad=True):
-        """This rank's ShardedLoader over a DataLoader (a ShardedLoader is returned as is)."""
-        if isinstance(loader, ShardedLoader) or loader is None:
+        """This rank's ShardedLoader over a DataLoader (a ShardedLoader is returned as is,
+        None as None). Collective: every rank passes a loader over as many samples, with the
+        same batch size (or None), else every rank raises ValueError."""
+        if isinstance(loader, ShardedLoader):
             return loader
-        if not isinstance(loader, DataLoader):
+        if loader is not None and not isinstance(loader, DataLoader):
             raise TypeError(f"distributed training shards a cygrad.data.DataLoader, got "
                             f"{type(loader).__name__}")
+        self.check()
+        self.agree("datasets (samples, batch size, drop_last)", None if loader is None else
+                   (len(loader.dataset), loader.batch_size, loader.drop_last))
+        if loader is None:
+            return None
         seed = self.bcast(loader.seed)  # one global order: rank 0's seed
         return ShardedLoader(loader, self.rank, self.size, pad=pad, seed=seed)
 

@@ -1,9 +1,11 @@
 """The training loop: fit (progress bar, validation, per-epoch checkpoints, resume, L1,
-callbacks) and evaluate. The callbacks (EarlyStopping, CSVLogger) live in cygrad.callbacks
-and are exported here too."""
+callbacks, a stop on divergence) and evaluate. The callbacks (EarlyStopping, CSVLogger)
+live in cygrad.callbacks and are exported here too."""
 import contextlib
+import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,17 @@ from cygrad.callbacks import Callback, CSVLogger, EarlyStopping
 from cygrad.tensor import Tensor
 
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
+ON_NAN = ("stop", "warn")
+
+
+class DivergenceError(ValueError):
+    """fit stopped because training diverged: a loss, or the parameters after an epoch, are
+    not finite. `.epoch` is 1-based; `.step` the 1-based batch of that epoch (None when
+    the end-of-epoch check found it); `.value` the non-finite loss (None for parameters)."""
+
+    def __init__(self, message, epoch, step=None, value=None):
+        super().__init__(message)
+        self.epoch, self.step, self.value = epoch, step, value
 
 
 def _correct(logits, y):
@@ -63,14 +76,19 @@ def _evaluate_sums(model, loader, loss_fn):
                 logits = model(xb)
                 n = xb.shape[0]
                 if loss_fn is not None:
-                    loss = float(loss_fn(logits, yb))
-                    loss_sum += loss * n if getattr(loss_fn, "reduction", "mean") == "mean" else loss
+                    loss_sum += _batch_sum(float(loss_fn(logits, yb)), n, loss_fn)
                 c = _correct(logits, yb)
                 correct = None if c is None or correct is None else correct + c
                 total += n
     finally:
         model.train(was_training)
     return total, loss_sum, correct
+
+
+def _batch_sum(loss, n, loss_fn):
+    """A batch's loss summed over its n samples: loss * n for a mean, the loss itself for
+    reduction='sum' (so loss sums / samples is the mean loss per sample either way)."""
+    return loss if getattr(loss_fn, "reduction", "mean") == "sum" else loss * n
 
 
 def _dropout_state(model):
@@ -94,7 +112,7 @@ def _progress_bar(total, desc, enabled):
 
 def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, progress=True,
         checkpoint=None, resume=False, l1=0.0, meta=None, distributed=False, callbacks=None,
-        scheduler=None):
+        scheduler=None, on_nan="stop"):
     """Train for `epochs` epochs; return the history (a dict of per-epoch lists).
 
     Each step: forward, loss, zero_grad, backward, optional L1 (loss += l1 * sum|w|,
@@ -116,12 +134,20 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     on resume.
     progress: True (a tqdm bar with loss, accuracy and images/s, and a line per epoch on
     stderr), 'epoch' (the lines only) or False (silent).
+    on_nan: "stop" (default) raises DivergenceError at the first non-finite training loss
+    (before that step's update), or after an epoch whose validation loss or parameters
+    are not finite (before its checkpoint), naming the epoch and step: the checkpoint
+    keeps the last finite epoch. "warn" warns once per epoch and goes on; a checkpoint is
+    still never written with non-finite parameters.
+    A resumed run that has already completed `epochs` epochs (or was stopped by a
+    callback) trains nothing and returns the saved history.
     distributed=True (under `mpiexec -n K`, needs mpi4py): data-parallel over the MPI
     ranks (cygrad.distributed): rank 0's model and optimizer state are broadcast, each
     rank trains on its shard of every global batch, gradients are averaged with one
     Allreduce per step, the history holds metrics over all ranks, only rank 0 prints
     and writes the checkpoint, and an exception on any rank stops every rank.
     """
+    _check_fit_args(epochs, l1, on_nan, progress)
     dist = None
     if distributed:
         from cygrad import distributed as dist_module
@@ -142,25 +168,30 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     stopped_by = (saved or {}).get("stopped_by")
     with _reported(dist):
         _begin(callbacks, model, history, (saved or {}).get("callbacks", {}))
-    if stopped_by and progress:
-        print(f"the run in {checkpoint} was stopped by {stopped_by} after epoch {start}: "
-              "no further epochs", file=sys.stderr)
+    if progress and saved is not None and (stopped_by or start >= epochs):
+        why = (f"was stopped by {stopped_by} after epoch {start}" if stopped_by
+               else f"has completed {start} epochs (epochs={epochs})")
+        print(f"the run in {checkpoint} {why}: nothing to do", file=sys.stderr)
+    guard = _Divergence(on_nan, checkpoint, start if saved is not None else None)
     for epoch in range(start, start if stopped_by else epochs):
         try:
             with _reported(dist):
                 record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
-                                epoch, epochs, dist, schedule)
+                                epoch, epochs, dist, schedule, guard)
+                finite = guard.epoch_end(record, optimizer)
                 for k in HISTORY_KEYS:
                     history[k].append(record[k])
                 schedule.epoch_end(record)
                 stopped_by = _epoch_end(callbacks, epoch, record, dist)
-                if checkpoint is not None and (dist is None or dist.rank == 0):
+                if checkpoint is not None and finite and (dist is None or dist.rank == 0):
                     states, arrays = _states(callbacks)
                     io.save(checkpoint, model, optimizer, scheduler=scheduler, arrays=arrays,
                             epoch=epoch + 1, history=history, dropout=_dropout_state(model),
                             callbacks=states, stopped_by=stopped_by, **(meta or {}))
                 if dist is not None:
                     dist.check()  # rank 0's save succeeded (or every rank raises)
+                if checkpoint is not None and finite:
+                    guard.saved = epoch + 1  # (every rank: for its messages)
         except KeyboardInterrupt:
             done = f"epoch {start}" if start else "nothing yet"
             where = "" if checkpoint is None else (
@@ -175,6 +206,75 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     for _, cb in callbacks:  # after the last collective: an error here is an uncaught one
         _call(cb, "on_train_end", model, history)
     return history
+
+
+def _check_fit_args(epochs, l1, on_nan, progress):
+    """TypeError / ValueError naming the fit argument that cannot be used."""
+    if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)):
+        raise TypeError(f"fit: epochs must be an int, got {type(epochs).__name__}")
+    if epochs < 1:
+        raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
+    if isinstance(l1, (bool, np.bool_)) or \
+            not isinstance(l1, (int, float, np.integer, np.floating)):
+        raise TypeError(f"fit: l1 must be a real number, got {type(l1).__name__}")
+    if not (math.isfinite(l1) and l1 >= 0):
+        raise ValueError(f"fit: l1 must be finite and >= 0, got {l1}")
+    if on_nan not in ON_NAN:
+        raise ValueError(f"fit: on_nan must be 'stop' or 'warn', got {on_nan!r}")
+    if not (isinstance(progress, (bool, np.bool_))
+            or (isinstance(progress, str) and progress == "epoch")):
+        raise ValueError(f"fit: progress must be True, False or 'epoch', got {progress!r}")
+
+
+class _Divergence:
+    """fit's watch on non-finite values (see on_nan in fit's docstring). `saved`: the
+    epoch of the last checkpoint written or resumed from (None: none)."""
+
+    def __init__(self, on_nan, checkpoint, saved):
+        self.on_nan, self.checkpoint, self.saved = on_nan, checkpoint, saved
+        self.bad_steps = []  # (step, loss) of this epoch's non-finite training losses
+
+    def loss(self, value, epoch, step):
+        """Before step `step`'s update: stop (or note) a non-finite training loss."""
+        if math.isfinite(value):
+            return
+        if self.on_nan == "stop":
+            raise DivergenceError(f"training diverged: the loss is {value} at epoch {epoch}, "
+                                  f"step {step}{self._kept()}{_ADVICE}", epoch, step, value)
+        self.bad_steps.append((step, value))
+
+    def epoch_end(self, record, optimizer):
+        """After the epoch's validation: stop on (or warn about) non-finite losses or
+        parameters; True when the parameters may be checkpointed."""
+        bad = [f"{k} is {record[k]}" for k in ("loss", "val_loss")
+               if record[k] is not None and not math.isfinite(record[k])]
+        finite = bool(np.isfinite(optimizer.data).all())
+        if not finite:
+            bad.append("the parameters are not finite")
+        steps, self.bad_steps = self.bad_steps, []
+        if not bad and not steps:
+            return True
+        epoch = record["epoch"]
+        if self.on_nan == "stop":
+            raise DivergenceError(f"training diverged: after epoch {epoch} {', '.join(bad)}"
+                                  f"{self._kept()}{_ADVICE}", epoch)
+        if steps:
+            bad.insert(0, f"the loss was not finite at {len(steps)} steps (first: step "
+                          f"{steps[0][0]}, {steps[0][1]})")
+        skipped = "" if finite or self.checkpoint is None else f"; not saved{self._kept()}"
+        warnings.warn(f"epoch {epoch}: {'; '.join(bad)}{skipped}", RuntimeWarning, stacklevel=3)
+        return finite
+
+    def _kept(self):
+        """What the checkpoint holds, for the messages."""
+        if self.checkpoint is None:
+            return ""
+        if self.saved:
+            return f" ({self.checkpoint} keeps epoch {self.saved})"
+        return f" (nothing was saved to {self.checkpoint})"
+
+
+_ADVICE = "; lower the learning rate, or pass on_nan='warn' (--on-nan warn) to go on anyway"
 
 
 # -- callbacks (protocol: cygrad/callbacks.py) ----------------------------------------------
@@ -298,8 +398,9 @@ def _resume(checkpoint, model, optimizer, scheduler, dist):
 
 
 def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, epochs, dist=None,
-           schedule=None):
-    """Train one epoch and evaluate; return the history record."""
+           schedule=None, guard=None):
+    """Train one epoch and evaluate; return the history record. guard (a _Divergence)
+    sees every step's loss before its update."""
     if hasattr(loader, "set_epoch"):  # the data order depends on (seed, epoch) only
         loader.set_epoch(epoch)
     model.train()
@@ -308,12 +409,13 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
     seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
     try:
         for i, (xb, yb) in enumerate(loader):
-            loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1, dist)
+            check = None if guard is None else (lambda value: guard.loss(value, epoch + 1, i + 1))
+            loss, logits = _train_step(model, loss_fn, optimizer, xb, yb, l1, dist, check)
             if schedule is not None:
                 schedule.batch_end()
             n = xb.shape[0]
             seen += n
-            loss_sum += loss * n
+            loss_sum += _batch_sum(loss, n, loss_fn)
             c = _correct(logits, yb)
             correct = None if c is None or correct is None else correct + c
             if bar is not None:
@@ -332,6 +434,9 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
         seen, loss_sum, c = dist.sum([seen, loss_sum, -1 if correct is None else correct])
         seen, loss_sum, correct = int(seen), float(loss_sum), None if correct is None else int(c)
         seconds = dist.max(seconds)
+    if not seen:
+        raise ValueError(f"fit: the training loader gave no samples in epoch {epoch + 1} "
+                         "(an empty dataset?)")
     val = evaluate(model, val_loader, loss_fn, _dist=dist) if val_loader is not None else {}
     record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
               "accuracy": None if correct is None else correct / max(seen, 1),
@@ -342,10 +447,11 @@ def _epoch(model, loss_fn, optimizer, loader, val_loader, l1, progress, epoch, e
     return record
 
 
-def _train_step(model, loss_fn, optimizer, xb, yb, l1, dist=None):
+def _train_step(model, loss_fn, optimizer, xb, yb, l1, dist=None, check=None):
     """One optimisation step; returns (loss including any L1 penalty, logits).
     Distributed: the gradient is averaged over the ranks (before the L1 term, which is
-    the same on every rank); the returned loss is this rank's."""
+    the same on every rank); the returned loss is this rank's. check(loss), when given,
+    runs before the update (it raises to stop a diverged run before it moves)."""
     logits = model(xb)
     loss = loss_fn(logits, yb)
     optimizer.zero_grad()
@@ -357,6 +463,8 @@ def _train_step(model, loss_fn, optimizer, xb, yb, l1, dist=None):
         penalty, grad = backend.current().l1_penalty(optimizer.data, l1)
         optimizer.grad += grad
         loss += penalty
+    if check is not None:
+        check(loss)
     optimizer.step()
     return loss, logits
 
@@ -373,4 +481,5 @@ def _epoch_line(r):
     return "  ".join(parts)
 
 
-__all__ = ["fit", "evaluate", "Callback", "EarlyStopping", "CSVLogger", "HISTORY_KEYS"]
+__all__ = ["fit", "evaluate", "DivergenceError", "Callback", "EarlyStopping", "CSVLogger",
+           "HISTORY_KEYS"]

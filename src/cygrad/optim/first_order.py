@@ -5,7 +5,7 @@ algorithms, implemented by the backend's *_step kernels), parameter groups inclu
 Each group is a slice of the optimizer's flat buffers, so a step is one kernel call per
 group (see cygrad.optim.optimizer).
 """
-from cygrad.optim.optimizer import Optimizer
+from cygrad.optim.optimizer import Optimizer, _betas
 
 
 class SGD(Optimizer):
@@ -124,16 +124,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(float(b) for b in betas), eps=eps,
+        super().__init__(params, dict(lr=lr, betas=_betas(betas, type(self).__name__), eps=eps,
                                       weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize,
                                       decoupled_weight_decay=decoupled_weight_decay))
-
-    def _check_group(self, group):
-        super()._check_group(group)
-        for i, b in enumerate(group["betas"]):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"invalid beta parameter at index {i}: {b} (must be in [0, 1))")
 
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())

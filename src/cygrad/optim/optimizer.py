@@ -17,6 +17,7 @@ without a gradient: its data, its state and its step count stay as they are. The
 runs on each run of adjacent trainable parameters (one call per group when none is frozen).
 As in torch each parameter counts its own steps (state_dict()['state'][i]['step']).
 """
+import math
 import warnings
 
 import numpy as np
@@ -27,8 +28,14 @@ from cygrad.nn.module import Module
 from cygrad.nn.parameter import Parameter, flatten, rebind_count
 from cygrad.tensor import Tensor
 
-# hyperparameters that must be >= 0 wherever an optimizer has them
-_NONNEGATIVE = ("lr", "eps", "weight_decay", "momentum", "lr_decay", "alpha")
+# How each hyperparameter is checked wherever an optimizer has it (torch's ranges, and
+# finite: an inf lr or eps gives inf/NaN parameters at the first step). Filled in below
+# the checkers: key -> check(value, key, optimizer name) -> the value to keep.
+_NONNEGATIVE = ("lr", "eps", "weight_decay", "momentum", "lr_decay", "alpha",
+                "initial_accumulator_value", "tolerance_grad", "tolerance_change")
+_FINITE = ("dampening",)
+_FLAGS = ("maximize", "nesterov", "amsgrad", "centered", "decoupled_weight_decay")
+_COUNTS = ("max_iter", "max_eval", "history_size")  # second-order iteration limits, >= 1
 
 
 class Optimizer:
@@ -69,13 +76,17 @@ class Optimizer:
         return bufs if sl is None else [None if b is None else b[sl] for b in bufs]
 
     def _check_group(self, group):
-        """Raise ValueError for a hyperparameter the algorithm cannot use."""
+        """Raise TypeError / ValueError naming a hyperparameter the algorithm cannot use;
+        numbers given as NumPy scalars or 1-element arrays are stored back as floats (so
+        the kernels get what they take). Run at construction, on load_state_dict and
+        before every step (a value set later through param_groups is checked too)."""
         name = type(self).__name__
-        for key in _NONNEGATIVE:
-            if key in group and not group[key] >= 0.0:
-                raise ValueError(f"invalid {key} for {name}: {group[key]} (must be >= 0)")
-        if not isinstance(group.get("maximize", False), (bool, np.bool_)):
-            raise TypeError(f"maximize must be a bool for {name}, got {group['maximize']!r}")
+        for key, value in group.items():  # (only values are replaced: safe while iterating)
+            check = _CHECKS.get(key)
+            if check is not None:
+                kept = check(value, key, name)
+                if kept is not value:
+                    group[key] = kept
 
     # -- groups ----------------------------------------------------------------------
     def add_param_group(self, param_group):
@@ -210,9 +221,8 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._check_fresh()
-        if len(self.param_groups) > 1:  # all valid before any group moves (the kernel
-            for group in self.param_groups:  # checks its arguments before it writes)
-                self._check_group(group)
+        for group in self.param_groups:  # all valid before any group moves
+            self._check_group(group)
         self._ensure_state()
         F = backend.current()
         moved = []
@@ -338,8 +348,6 @@ class Optimizer:
                 new["param_names"] = group["param_names"]
             for key, value in self.defaults.items():
                 new.setdefault(key, value)
-            if "betas" in new:
-                new["betas"] = tuple(float(b) for b in new["betas"])
             self._check_group(new)
             order.update((int(s), first + j) for j, s in enumerate(saved["params"]))
             first += len(group["params"])
@@ -492,6 +500,73 @@ def _assign(buf, value):
     buffer itself, as after `opt.grad += g`)."""
     if value is not buf:
         buf[...] = value
+
+
+def _hyper_number(value, key, name, low=None):
+    """A hyperparameter as a finite float (>= low when given). Accepts Python and NumPy
+    real numbers and 1-element arrays or tensors (torch takes a 1-element tensor lr)."""
+    if type(value) is float and math.isfinite(value) and (low is None or value >= low):
+        return value  # the usual case, checked on every step: keep it cheap
+    if isinstance(value, Tensor):
+        value = value.data
+    elif hasattr(value, "detach"):  # a torch tensor
+        value = _array(value)
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"{key} for {name} must be a single number, got an array of shape "
+                             f"{value.shape}")
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{key} for {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or (low is not None and not value >= low):
+        bound = "" if low is None else f" and >= {low:g}"
+        raise ValueError(f"invalid {key} for {name}: {value} (must be finite{bound})")
+    return value
+
+
+def _nonnegative(value, key, name):
+    return _hyper_number(value, key, name, low=0.0)
+
+
+def _flag(value, key, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{key} must be a bool for {name}, got {value!r}")
+    return value
+
+
+def _hyper_count(value, key, name):
+    """An iteration limit: an int >= 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{key} for {name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"invalid {key} for {name}: {value} (must be >= 1)")
+    return int(value)
+
+
+def _betas(value, name, key="betas"):
+    """Adam's (beta1, beta2): two numbers in [0, 1), as a tuple of floats."""
+    if type(value) is tuple and len(value) == 2 and all(
+            type(b) is float and 0.0 <= b < 1.0 for b in value):
+        return value  # the usual case, checked on every step
+    try:
+        pair = tuple(value)
+    except TypeError:
+        raise TypeError(f"betas for {name} must be a pair of numbers, got "
+                        f"{type(value).__name__}") from None
+    if len(pair) != 2:
+        raise ValueError(f"betas for {name} must be a pair of numbers, got {len(pair)} values")
+    pair = tuple(_hyper_number(b, f"beta{i + 1}", name) for i, b in enumerate(pair))
+    for i, b in enumerate(pair):
+        if not 0.0 <= b < 1.0:
+            raise ValueError(f"invalid beta parameter at index {i}: {b} (must be in [0, 1))")
+    return pair
+
+
+_CHECKS = {**dict.fromkeys(_NONNEGATIVE, _nonnegative), **dict.fromkeys(_FINITE, _hyper_number),
+           **dict.fromkeys(_FLAGS, _flag), **dict.fromkeys(_COUNTS, _hyper_count),
+           "betas": lambda value, key, name: _betas(value, name)}
 
 
 def _array(value):
