@@ -49,11 +49,12 @@ def vector_norm(x, ord=2.0):
             raise ValueError("vector_norm with ord=inf of an empty array is undefined "
                              "(max has no identity), as in torch")
         return float(np.max(a))  # NaN propagates
-    total = float(np.sum(a ** p))
-    if total > np.finfo(np.float64).max or total < RESCALE_BELOW:
-        top = float(np.max(a, initial=0.0))
-        if 0.0 < top < math.inf:
-            return top * _root(float(np.sum((a * (1.0 / top)) ** p)), p)
+    with np.errstate(over="ignore", under="ignore"):
+        total = float(np.sum(a ** p))
+        if total > np.finfo(np.float64).max or total < RESCALE_BELOW:
+            top = float(np.max(a, initial=0.0))
+            if 0.0 < top < math.inf:
+                return top * _root(float(np.sum((a * (1.0 / top)) ** p)), p)
     return _root(total, p)
 
 
