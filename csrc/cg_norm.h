@@ -1,14 +1,18 @@
-/* Loops of the batch-norm kernels (kernels/norm.pyx) and of vector_norm
- * (kernels/clip.pyx), float32 and float64.
+/* Loops of the batch-norm kernels (kernels/norm.pyx) and of vector_norm, scale_ and
+ * clamp_ (kernels/clip.pyx), float32 and float64.
  *
- * Batch norm sees one channel of an (N, C, L) array at a time: its n = N * L
- * elements, in (N, L) order, lie in N strips of L contiguous values, strip s at
- * x + s * stride (stride = C * L) from the channel's first value x. A reduction
+ * Batch norm's strip path sees one channel of an (N, C, L) array at a time: its
+ * n = N * L elements, in (N, L) order, lie in N strips of L contiguous values, strip
+ * s at x + s * stride (stride = C * L) from the channel's first value x. A reduction
  * block is a range [lo, hi) of that order. Sums are formed in float64 in
  * CG_NORM_LANES running lanes (a fixed interleave: one dependent add per element
- * would cost an add latency each), the lanes and the scalar tails combined in a
- * fixed order, so a block's sum depends only on its range and its values.
- * Elementwise results are computed in float64 and rounded once to T.
+ * would cost an add latency each), combined in a fixed order, so a block's sum
+ * depends only on its range and its values. Its column path reduces the columns of an
+ * (N, C * L) matrix, each over its rows in row order. Elementwise results are
+ * computed in float64 and rounded once to T.
+ *
+ * The drivers call the type-generic names at the end (cg_bn_sum(dbl, ...) and so on):
+ * dbl = 1 for float64 data, 0 for float32, the arrays passed as void pointers.
  *
  * Header-only; each function is compiled for AVX-512, AVX2 and baseline SSE2 and
  * picked at load time (target_clones), with floating-point contraction off so
@@ -26,7 +30,8 @@
 #define CG_NORM_CLONES
 #endif
 
-#define CG_NORM_LANES 16
+/* 4 AVX-512 accumulators of 8 doubles: enough adds in flight to hide their latency */
+#define CG_NORM_LANES 32
 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
@@ -154,6 +159,19 @@ static double cg_pow_sum_##SFX(const T *restrict x, long n, double p, double sca
     double acc[CG_NORM_LANES] = {0};                                                \
     CG_NORM_SUM(n, j, acc, pow(fabs((double)x[j]) * scale, p))       \
     return cg_norm_lanes_total(acc);                                                \
+}                                                                                   \
+/* x *= a over x[0, n) */                                                          \
+CG_NORM_CLONES static void cg_scale_##SFX(T *restrict x, long n, T a) {            \
+    for (long i = 0; i < n; i++) x[i] = x[i] * a;                                   \
+}                                                                                   \
+/* x = min(max(x, lo), hi) over x[0, n): NaN in x stays (comparisons with NaN are  \
+ * false), a NaN bound makes every element NaN (as torch.clamp) */                 \
+CG_NORM_CLONES static void cg_clamp_##SFX(T *restrict x, long n, T lo, T hi) {     \
+    for (long i = 0; i < n; i++) {                                                  \
+        T v = x[i];                                                                 \
+        v = (v < lo || lo != lo) ? lo : v;                                          \
+        x[i] = (v > hi || hi != hi) ? hi : v;                                       \
+    }                                                                               \
 }
 
 /* Column path (channels with few values per strip, e.g. BatchNorm1d on (N, C)):
@@ -226,31 +244,43 @@ CG_NORM_COLUMN_FUNCS(float, f32)
 CG_NORM_COLUMN_FUNCS(double, f64)
 
 /* max |x| over x[0, n), NaN if any x is NaN (as torch's inf-norm). The magnitude
- * bits of IEEE values order as the values, and every NaN's lie above inf's, so an
- * integer max of the bits with the sign cleared is exact and propagates NaN. */
-CG_NORM_CLONES static float cg_abs_max_f32(const float *restrict x, long n) {
-    uint32_t m = 0, b;
-    float r;
-    for (long i = 0; i < n; i++) {
-        memcpy(&b, x + i, sizeof b);
-        b &= 0x7fffffffu;
-        m = b > m ? b : m;
-    }
-    memcpy(&r, &m, sizeof r);
-    return r;
+ * bits of IEEE values (U, the unsigned integer of T's width, sign cleared by MASK)
+ * order as the values, and every NaN's lie above inf's, so an integer max of the
+ * bits is exact and propagates NaN. */
+#define CG_NORM_ABS_MAX(T, U, MASK, SFX)                                            \
+CG_NORM_CLONES static T cg_abs_max_##SFX(const T *restrict x, long n) {             \
+    U m = 0, b;                                                                     \
+    T r;                                                                            \
+    for (long i = 0; i < n; i++) {                                                  \
+        memcpy(&b, x + i, sizeof b);                                                \
+        b &= MASK;                                                                  \
+        m = b > m ? b : m;                                                          \
+    }                                                                               \
+    memcpy(&r, &m, sizeof r);                                                       \
+    return r;                                                                       \
 }
 
-CG_NORM_CLONES static double cg_abs_max_f64(const double *restrict x, long n) {
-    uint64_t m = 0, b;
-    double r;
-    for (long i = 0; i < n; i++) {
-        memcpy(&b, x + i, sizeof b);
-        b &= 0x7fffffffffffffffull;
-        m = b > m ? b : m;
-    }
-    memcpy(&r, &m, sizeof r);
-    return r;
-}
+CG_NORM_ABS_MAX(float, uint32_t, 0x7fffffffu, f32)
+CG_NORM_ABS_MAX(double, uint64_t, 0x7fffffffffffffffull, f64)
 
 #pragma GCC pop_options
+
+/* The type-generic names: f##_f64 for float64 data (dbl = 1), f##_f32 for float32. */
+#define CG_NORM_EITHER(dbl, f, ...) ((dbl) ? f##_f64(__VA_ARGS__) : f##_f32(__VA_ARGS__))
+#define cg_bn_sum(dbl, ...) CG_NORM_EITHER(dbl, cg_bn_sum, __VA_ARGS__)
+#define cg_bn_sqdev(dbl, ...) CG_NORM_EITHER(dbl, cg_bn_sqdev, __VA_ARGS__)
+#define cg_bn_affine(dbl, ...) CG_NORM_EITHER(dbl, cg_bn_affine, __VA_ARGS__)
+#define cg_bn_grad_sums(dbl, ...) CG_NORM_EITHER(dbl, cg_bn_grad_sums, __VA_ARGS__)
+#define cg_bn_grad_input(dbl, ...) CG_NORM_EITHER(dbl, cg_bn_grad_input, __VA_ARGS__)
+#define cg_col_sum(dbl, ...) CG_NORM_EITHER(dbl, cg_col_sum, __VA_ARGS__)
+#define cg_col_sqdev(dbl, ...) CG_NORM_EITHER(dbl, cg_col_sqdev, __VA_ARGS__)
+#define cg_col_affine(dbl, ...) CG_NORM_EITHER(dbl, cg_col_affine, __VA_ARGS__)
+#define cg_col_grad_sums(dbl, ...) CG_NORM_EITHER(dbl, cg_col_grad_sums, __VA_ARGS__)
+#define cg_col_grad_input(dbl, ...) CG_NORM_EITHER(dbl, cg_col_grad_input, __VA_ARGS__)
+#define cg_abs_sum(dbl, ...) CG_NORM_EITHER(dbl, cg_abs_sum, __VA_ARGS__)
+#define cg_sq_sum(dbl, ...) CG_NORM_EITHER(dbl, cg_sq_sum, __VA_ARGS__)
+#define cg_pow_sum(dbl, ...) CG_NORM_EITHER(dbl, cg_pow_sum, __VA_ARGS__)
+#define cg_abs_max(dbl, ...) CG_NORM_EITHER(dbl, cg_abs_max, __VA_ARGS__)
+#define cg_scale(dbl, ...) CG_NORM_EITHER(dbl, cg_scale, __VA_ARGS__)
+#define cg_clamp(dbl, ...) CG_NORM_EITHER(dbl, cg_clamp, __VA_ARGS__)
 #endif

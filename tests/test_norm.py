@@ -51,7 +51,8 @@ def test_forward_matches_reference(shape, affine, training, dtype):
 
     def run(B):
         m, v = rm.copy(), rv.copy()
-        return B.batch_norm_forward(x, w, b, m, v, training=training, momentum=0.3, eps=1e-3) + (m, v)
+        out = B.batch_norm_forward(x, w, b, m, v, training=training, momentum=0.3, eps=1e-3)
+        return out + (m, v)
 
     got, want = both_backends(run)
     for g, e in zip(got, want):
@@ -176,7 +177,8 @@ def test_thread_count_does_not_change_bits(shape, dtype):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 9), c=st.integers(1, 6), trailing=st.sampled_from([(), (1,), (3,), (17,), (2, 9), (5, 7)]),
+@given(n=st.integers(1, 9), c=st.integers(1, 6),
+       trailing=st.sampled_from([(), (1,), (3,), (17,), (2, 9), (5, 7)]),
        dtype=st.sampled_from([np.float32, np.float64]), training=st.booleans(),
        seed=st.integers(0, 2**16))
 def test_hypothesis_shapes(n, c, trailing, dtype, training, seed):
@@ -203,7 +205,8 @@ def test_running_statistics_update(B):
     rm, rv = np.array([0.5, -1.0]), np.array([2.0, 3.0])
     B.batch_norm_forward(x, None, None, rm, rv, training=True, momentum=0.25)
     np.testing.assert_allclose(rm, 0.75 * np.array([0.5, -1.0]) + 0.25 * x.mean(0), rtol=1e-15)
-    np.testing.assert_allclose(rv, 0.75 * np.array([2.0, 3.0]) + 0.25 * x.var(0, ddof=1), rtol=1e-15)
+    np.testing.assert_allclose(rv, 0.75 * np.array([2.0, 3.0]) + 0.25 * x.var(0, ddof=1),
+                               rtol=1e-15)
     before = (rm.copy(), rv.copy())
     B.batch_norm_forward(x, None, None, rm, rv, training=True, momentum=0.0)
     assert np.array_equal(rm, before[0]) and np.array_equal(rv, before[1])
@@ -242,7 +245,8 @@ def test_constant_channel(B):
     """var 0: invstd = 1/sqrt(eps); with eps 0, torch's InvStd gives 0 (y = bias)."""
     x = np.full((4, 2, 3), 7.0)
     y, mean, invstd = B.batch_norm_forward(x, None, None, None, None, training=True)
-    assert np.all(y == 0.0) and mean.tolist() == [7.0, 7.0] and invstd.tolist() == [1.0 / np.sqrt(1e-5)] * 2
+    assert np.all(y == 0.0) and mean.tolist() == [7.0, 7.0]
+    assert invstd.tolist() == [1.0 / np.sqrt(1e-5)] * 2
     b = np.array([1.5, -2.0])
     y, _, invstd = B.batch_norm_forward(x, np.ones(2), b, None, None, training=True, eps=0.0)
     assert invstd.tolist() == [0.0, 0.0] and np.all(y == b.reshape(1, 2, 1))

@@ -5,7 +5,8 @@ cygrad.reference.norm; the semantics of torch.nn.functional.batch_norm).
 x (N, C, *) is viewed as (N, C, L), L the product of the trailing axes: channel c
 holds n = N * L values. Statistics are accumulated in float64; the variance takes
 two passes (the mean, then the squared deviations, corrected by the sum of the
-deviations, which also corrects the mean), never E[x^2] - E[x]^2. The summation order depends only on the shape:
+deviations, which also corrects the mean), never E[x^2] - E[x]^2. The summation
+order depends only on the shape:
 
 - strip path (L >= STRIP_MIN): a channel's values, in (N, L) order, are cut into
   BN_BLOCK-value blocks, each summed in the fixed lanes of csrc/cg_norm.h, and the
@@ -21,7 +22,6 @@ path), so results are bitwise identical for any thread count.
 """
 import numpy as np
 cimport numpy as cnp
-from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 from libc.stdlib cimport calloc, free
@@ -33,45 +33,27 @@ from cygrad.kernels._scalars cimport real
 
 cnp.import_array()
 
+# the type-generic entry points of csrc/cg_norm.h: dbl = 1 for float64, 0 for float32
 cdef extern from "cg_norm.h" nogil:
-    double cg_bn_sum_f32(const float *x, long L, long stride, long lo, long hi)
-    double cg_bn_sum_f64(const double *x, long L, long stride, long lo, long hi)
-    double cg_bn_sqdev_f32(const float *x, long L, long stride, long lo, long hi, double mean,
-                           double *dev)
-    double cg_bn_sqdev_f64(const double *x, long L, long stride, long lo, long hi, double mean,
-                           double *dev)
-    void cg_bn_affine_f32(const float *x, float *y, long L, long stride, long lo, long hi,
-                          double mean, double scale, double shift)
-    void cg_bn_affine_f64(const double *x, double *y, long L, long stride, long lo, long hi,
-                          double mean, double scale, double shift)
-    double cg_bn_grad_sums_f32(const float *g, const float *x, long L, long stride, long lo,
-                               long hi, double mean, double *dot)
-    double cg_bn_grad_sums_f64(const double *g, const double *x, long L, long stride, long lo,
-                               long hi, double mean, double *dot)
-    void cg_bn_grad_input_f32(const float *g, const float *x, float *gx, long L, long stride,
-                              long lo, long hi, double mean, double mg, double q, double k)
-    void cg_bn_grad_input_f64(const double *g, const double *x, double *gx, long L, long stride,
-                              long lo, long hi, double mean, double mg, double q, double k)
-    void cg_col_sum_f32(const float *x, long rows, long ld, long j0, long j1, double *s)
-    void cg_col_sum_f64(const double *x, long rows, long ld, long j0, long j1, double *s)
-    void cg_col_sqdev_f32(const float *x, long rows, long ld, long j0, long j1, const double *m,
-                          double *s2, double *s1)
-    void cg_col_sqdev_f64(const double *x, long rows, long ld, long j0, long j1, const double *m,
-                          double *s2, double *s1)
-    void cg_col_affine_f32(const float *x, float *y, long rows, long ld, long j0, long j1,
-                           const double *m, const double *a, const double *b)
-    void cg_col_affine_f64(const double *x, double *y, long rows, long ld, long j0, long j1,
-                           const double *m, const double *a, const double *b)
-    void cg_col_grad_sums_f32(const float *g, const float *x, long rows, long ld, long j0,
-                              long j1, const double *m, double *s1, double *s2)
-    void cg_col_grad_sums_f64(const double *g, const double *x, long rows, long ld, long j0,
-                              long j1, const double *m, double *s1, double *s2)
-    void cg_col_grad_input_f32(const float *g, const float *x, float *gx, long rows, long ld,
-                               long j0, long j1, const double *m, const double *mg,
-                               const double *q, const double *k)
-    void cg_col_grad_input_f64(const double *g, const double *x, double *gx, long rows, long ld,
-                               long j0, long j1, const double *m, const double *mg,
-                               const double *q, const double *k)
+    double cg_bn_sum(int dbl, const void *x, long L, long stride, long lo, long hi)
+    double cg_bn_sqdev(int dbl, const void *x, long L, long stride, long lo, long hi,
+                       double mean, double *dev)
+    void cg_bn_affine(int dbl, const void *x, void *y, long L, long stride, long lo, long hi,
+                      double mean, double scale, double shift)
+    double cg_bn_grad_sums(int dbl, const void *g, const void *x, long L, long stride, long lo,
+                           long hi, double mean, double *dot)
+    void cg_bn_grad_input(int dbl, const void *g, const void *x, void *gx, long L, long stride,
+                          long lo, long hi, double mean, double mg, double q, double k)
+    void cg_col_sum(int dbl, const void *x, long rows, long ld, long j0, long j1, double *s)
+    void cg_col_sqdev(int dbl, const void *x, long rows, long ld, long j0, long j1,
+                      const double *m, double *s2, double *s1)
+    void cg_col_affine(int dbl, const void *x, void *y, long rows, long ld, long j0, long j1,
+                       const double *m, const double *a, const double *b)
+    void cg_col_grad_sums(int dbl, const void *g, const void *x, long rows, long ld, long j0,
+                          long j1, const double *m, double *s1, double *s2)
+    void cg_col_grad_input(int dbl, const void *g, const void *x, void *gx, long rows, long ld,
+                           long j0, long j1, const double *m, const double *mg,
+                           const double *q, const double *k)
 
 cdef enum:
     BN_BLOCK = 16384     # values per reduction block of a channel (strip path)
@@ -96,6 +78,11 @@ cdef struct Shape:
 
 
 cdef struct Work:
+    const char *u         # x (forward) or grad_out (backward)
+    const char *v         # x (backward), else NULL
+    char *out             # y (forward) or grad_x (backward, NULL when not wanted)
+    int dbl               # 1: float64 data, 0: float32
+    int itemsize
     double *part          # (C, P) partial sums
     double *part2         # (C, P) second partial sums
     double *mean          # (C) channel means (save_mean)
@@ -118,69 +105,44 @@ cdef struct Work:
 
 # ---------------------------------------------------------------- one task of a pass
 
-cdef void strip_task(Pass ph, const floating *u, const floating *v, floating *out,
-                     const Shape *s, Work *w, Py_ssize_t t) noexcept nogil:
+cdef void strip_task(Pass ph, const Shape *s, Work *w, Py_ssize_t t) noexcept nogil:
     """Pass ph on block t = c * P + k of the strip path: values [k, k + 1) * BN_BLOCK of
-    channel c. u is x (forward) or grad_out (backward), v is x (backward)."""
+    channel c."""
     cdef Py_ssize_t c = t // s.P, lo = (t % s.P) * BN_BLOCK
     cdef Py_ssize_t hi = lo + BN_BLOCK if lo + BN_BLOCK < s.n else s.n
-    cdef Py_ssize_t off = c * s.L, stride = s.C * s.L
-    cdef const floating *xv = v + off if v != NULL and (ph == GRAD_SUMS or w.training) else NULL
-    if floating is float:
-        if ph == SUM:
-            w.part[t] = cg_bn_sum_f32(u + off, s.L, stride, lo, hi)
-        elif ph == SQDEV:
-            w.part[t] = cg_bn_sqdev_f32(u + off, s.L, stride, lo, hi, w.mean[c], &w.part2[t])
-        elif ph == AFFINE:
-            cg_bn_affine_f32(u + off, out + off, s.L, stride, lo, hi, w.mean[c], w.a[c], w.b[c])
-        elif ph == GRAD_SUMS:
-            w.part[t] = cg_bn_grad_sums_f32(u + off, xv, s.L, stride, lo, hi, w.mean[c],
-                                            &w.part2[t])
-        else:
-            cg_bn_grad_input_f32(u + off, xv, out + off, s.L, stride, lo, hi, w.mean[c],
-                                 w.b[c], w.q[c], w.a[c])
+    cdef Py_ssize_t off = c * s.L * w.itemsize, stride = s.C * s.L
+    cdef const void *u = w.u + off
+    cdef const void *x = w.v + off if w.v != NULL and (ph == GRAD_SUMS or w.training) else NULL
+    cdef void *out = w.out + off if w.out != NULL else NULL
+    if ph == SUM:
+        w.part[t] = cg_bn_sum(w.dbl, u, s.L, stride, lo, hi)
+    elif ph == SQDEV:
+        w.part[t] = cg_bn_sqdev(w.dbl, u, s.L, stride, lo, hi, w.mean[c], &w.part2[t])
+    elif ph == AFFINE:
+        cg_bn_affine(w.dbl, u, out, s.L, stride, lo, hi, w.mean[c], w.a[c], w.b[c])
+    elif ph == GRAD_SUMS:
+        w.part[t] = cg_bn_grad_sums(w.dbl, u, x, s.L, stride, lo, hi, w.mean[c], &w.part2[t])
     else:
-        if ph == SUM:
-            w.part[t] = cg_bn_sum_f64(u + off, s.L, stride, lo, hi)
-        elif ph == SQDEV:
-            w.part[t] = cg_bn_sqdev_f64(u + off, s.L, stride, lo, hi, w.mean[c], &w.part2[t])
-        elif ph == AFFINE:
-            cg_bn_affine_f64(u + off, out + off, s.L, stride, lo, hi, w.mean[c], w.a[c], w.b[c])
-        elif ph == GRAD_SUMS:
-            w.part[t] = cg_bn_grad_sums_f64(u + off, xv, s.L, stride, lo, hi, w.mean[c],
-                                            &w.part2[t])
-        else:
-            cg_bn_grad_input_f64(u + off, xv, out + off, s.L, stride, lo, hi, w.mean[c],
-                                 w.b[c], w.q[c], w.a[c])
+        cg_bn_grad_input(w.dbl, u, x, out, s.L, stride, lo, hi, w.mean[c], w.b[c], w.q[c],
+                         w.a[c])
 
 
-cdef void column_task(Pass ph, const floating *u, const floating *v, floating *out,
-                      const Shape *s, Work *w, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+cdef void column_task(Pass ph, const Shape *s, Work *w, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
     """Pass ph on columns [j0, j1) of the (N, C * L) matrix (column path)."""
     cdef Py_ssize_t ld = s.C * s.L
-    cdef const floating *xv = v if ph == GRAD_SUMS or w.training else NULL
-    if floating is float:
-        if ph == SUM:
-            cg_col_sum_f32(u, s.N, ld, j0, j1, w.part)
-        elif ph == SQDEV:
-            cg_col_sqdev_f32(u, s.N, ld, j0, j1, w.cmean, w.part, w.part2)
-        elif ph == AFFINE:
-            cg_col_affine_f32(u, out, s.N, ld, j0, j1, w.cmean, w.ca, w.cb)
-        elif ph == GRAD_SUMS:
-            cg_col_grad_sums_f32(u, xv, s.N, ld, j0, j1, w.cmean, w.part, w.part2)
-        else:
-            cg_col_grad_input_f32(u, xv, out, s.N, ld, j0, j1, w.cmean, w.cb, w.cq, w.ca)
+    cdef const void *u = w.u
+    cdef const void *x = w.v if ph == GRAD_SUMS or w.training else NULL
+    cdef void *out = w.out
+    if ph == SUM:
+        cg_col_sum(w.dbl, u, s.N, ld, j0, j1, w.part)
+    elif ph == SQDEV:
+        cg_col_sqdev(w.dbl, u, s.N, ld, j0, j1, w.cmean, w.part, w.part2)
+    elif ph == AFFINE:
+        cg_col_affine(w.dbl, u, out, s.N, ld, j0, j1, w.cmean, w.ca, w.cb)
+    elif ph == GRAD_SUMS:
+        cg_col_grad_sums(w.dbl, u, x, s.N, ld, j0, j1, w.cmean, w.part, w.part2)
     else:
-        if ph == SUM:
-            cg_col_sum_f64(u, s.N, ld, j0, j1, w.part)
-        elif ph == SQDEV:
-            cg_col_sqdev_f64(u, s.N, ld, j0, j1, w.cmean, w.part, w.part2)
-        elif ph == AFFINE:
-            cg_col_affine_f64(u, out, s.N, ld, j0, j1, w.cmean, w.ca, w.cb)
-        elif ph == GRAD_SUMS:
-            cg_col_grad_sums_f64(u, xv, s.N, ld, j0, j1, w.cmean, w.part, w.part2)
-        else:
-            cg_col_grad_input_f64(u, xv, out, s.N, ld, j0, j1, w.cmean, w.cb, w.cq, w.ca)
+        cg_col_grad_input(w.dbl, u, x, out, s.N, ld, j0, j1, w.cmean, w.cb, w.cq, w.ca)
 
 
 # ---------------------------------------------------------------- per-channel statistics
@@ -247,8 +209,7 @@ cdef inline bint whole_channels(const Shape *s, int nt) noexcept nogil:
     return not s.by_column and (nt == 1 or s.C % nt == 0 or s.C >= 4 * nt)
 
 
-cdef void one_pass(Pass ph, const floating *u, const floating *v, floating *out, const Shape *s,
-                   Work *w, int nt) noexcept nogil:
+cdef void one_pass(Pass ph, const Shape *s, Work *w, int nt) noexcept nogil:
     """Pass ph over all channels, split into tasks between nt threads, then each
     channel's statistics."""
     cdef Py_ssize_t t, c, ncols = s.C * s.L, ntasks, width
@@ -257,17 +218,15 @@ cdef void one_pass(Pass ph, const floating *u, const floating *v, floating *out,
         width = (width + COL_ALIGN - 1) // COL_ALIGN * COL_ALIGN
         ntasks = (ncols + width - 1) // width
         for t in prange(ntasks, num_threads=nt, schedule="static"):
-            column_task(ph, u, v, out, s, w, t * width,
-                        (t + 1) * width if (t + 1) * width < ncols else ncols)
+            column_task(ph, s, w, t * width, (t + 1) * width if (t + 1) * width < ncols else ncols)
     else:
         for t in prange(s.C * s.P, num_threads=nt, schedule="static"):
-            strip_task(ph, u, v, out, s, w, t)
+            strip_task(ph, s, w, t)
     for c in range(s.C):
         finish_channel(ph, s, w, c)
 
 
-cdef void run_passes(const Pass *passes, int count, const floating *u, const floating *v,
-                     floating *out, const Shape *s, Work *w, int nt) noexcept nogil:
+cdef void run_passes(const Pass *passes, int count, const Shape *s, Work *w, int nt) noexcept nogil:
     """The passes in order, over every channel."""
     cdef Py_ssize_t c, t
     cdef int k
@@ -275,28 +234,24 @@ cdef void run_passes(const Pass *passes, int count, const floating *u, const flo
         for c in prange(s.C, num_threads=nt, schedule="static"):
             for k in range(count):
                 for t in range(c * s.P, (c + 1) * s.P):
-                    strip_task(passes[k], u, v, out, s, w, t)
+                    strip_task(passes[k], s, w, t)
                 finish_channel(passes[k], s, w, c)
     else:
         for k in range(count):
-            one_pass(passes[k], u, v, out, s, w, nt)
+            one_pass(passes[k], s, w, nt)
 
 
-cdef void dispatch(int t, const Pass *passes, int count, object u, object v, object out,
-                   const Shape *s, Work *w):
-    """run_passes without the GIL on arrays of dtype number t (v, out may be None)."""
+cdef void dispatch(const Pass *passes, int count, object u, object v, object out, const Shape *s,
+                   Work *w):
+    """run_passes without the GIL on the arrays u, v and out (v, out may be None)."""
     if s.N * s.C * s.L == 0:
         return  # no values: the statistics keep what the caller set
-    cdef void *pu = array_data(u)
-    cdef void *pv = array_data(v) if v is not None else NULL
-    cdef void *po = array_data(out) if out is not None else NULL
+    w.u = <const char *>array_data(u)
+    w.v = <const char *>array_data(v) if v is not None else NULL
+    w.out = <char *>array_data(out) if out is not None else NULL
     cdef int nt = 1 if s.N * s.C * s.L < SERIAL_SIZE else num_threads()
     with nogil:
-        if t == cnp.NPY_FLOAT:
-            run_passes(passes, count, <const float *>pu, <const float *>pv, <float *>po, s, w, nt)
-        else:
-            run_passes(passes, count, <const double *>pu, <const double *>pv, <double *>po, s, w,
-                       nt)
+        run_passes(passes, count, s, w, nt)
 
 
 # ---------------------------------------------------------------- scratch memory
@@ -310,9 +265,12 @@ cdef class Scratch:
         free(self.buf)
 
 
-cdef Scratch new_scratch(const Shape *s, double eps, bint training):
-    """Zeroed buffers for shape s; mean, invstd, gw, gb still to be pointed at arrays."""
+cdef Scratch new_scratch(int t, const Shape *s, double eps, bint training):
+    """Zeroed buffers for data of dtype number t and shape s; mean, invstd, gw, gb and
+    the data still to be pointed at arrays."""
     cdef Scratch sc = Scratch()
+    sc.w.dbl = t == cnp.NPY_DOUBLE
+    sc.w.itemsize = 8 if sc.w.dbl else 4
     cdef Py_ssize_t C = s.C, cp = s.C * s.P, cl = s.C * s.L if s.by_column else 0
     sc.buf = <double *>calloc(2 * cp + 6 * C + 4 * cl + 1, sizeof(double))  # + 1: never 0 bytes
     if sc.buf == NULL:
@@ -329,22 +287,27 @@ cdef Scratch new_scratch(const Shape *s, double eps, bint training):
     return sc
 
 
-cdef void load_affine(const floating *weight, const floating *bias, Work *w,
-                      Py_ssize_t C) noexcept nogil:
-    """w.wt, w.bs from the weight and bias data (NULL: 1 and 0)."""
-    cdef Py_ssize_t c
-    for c in range(C):
-        w.wt[c] = weight[c] if weight != NULL else 1.0
-        w.bs[c] = bias[c] if bias != NULL else 0.0
+cdef inline double load(const void *p, int dbl, Py_ssize_t i) noexcept nogil:
+    """Element i of a float64 (dbl) or float32 vector."""
+    return (<const double *>p)[i] if dbl else (<const float *>p)[i]
 
 
-cdef void set_affine(int t, object weight, object bias, Work *w, Py_ssize_t C):
+cdef inline void store(void *p, int dbl, Py_ssize_t i, double v) noexcept nogil:
+    """Element i of a float64 (dbl) or float32 vector = v, rounded once to the dtype."""
+    if dbl:
+        (<double *>p)[i] = v
+    else:
+        (<float *>p)[i] = <float>v
+
+
+cdef void set_affine(object weight, object bias, Work *w, Py_ssize_t C):
+    """w.wt and w.bs from the weight and bias arrays (None: 1 and 0)."""
     cdef const void *pw = array_data(weight) if weight is not None else NULL
     cdef const void *pb = array_data(bias) if bias is not None else NULL
-    if t == cnp.NPY_FLOAT:
-        load_affine(<const float *>pw, <const float *>pb, w, C)
-    else:
-        load_affine(<const double *>pw, <const double *>pb, w, C)
+    cdef Py_ssize_t c
+    for c in range(C):
+        w.wt[c] = load(pw, w.dbl, c) if pw != NULL else 1.0
+        w.bs[c] = load(pb, w.dbl, c) if pb != NULL else 0.0
 
 
 # ---------------------------------------------------------------- argument checks
@@ -412,40 +375,25 @@ cdef Pass EVAL_FORWARD[1]
 EVAL_FORWARD[:] = [AFFINE]
 
 
-cdef void update_running(floating *rm, floating *rv, const Work *w, const Shape *s,
-                         double momentum) noexcept nogil:
-    """torch's update: rm = momentum * mean + (1 - momentum) * rm; rv likewise with the
-    unbiased variance m2 / (n - 1); in float64, rounded once to the dtype."""
-    cdef Py_ssize_t c
-    for c in range(s.C):
-        rm[c] = <floating>(momentum * w.mean[c] + (1.0 - momentum) * rm[c])
-        rv[c] = <floating>(momentum * (w.m2[c] / (s.n - 1)) + (1.0 - momentum) * rv[c])
-
-
-cdef void load_running(const floating *rm, const floating *rv, Work *w, const Shape *s) noexcept nogil:
-    """Evaluation: the running statistics as the channel statistics."""
-    cdef Py_ssize_t c
-    for c in range(s.C):
-        w.mean[c] = rm[c]
-        w.invstd[c] = 1.0 / sqrt(rv[c] + w.eps)
-        w.a[c] = w.invstd[c] * w.wt[c]
-        w.b[c] = w.bs[c]
-        spread(s, w, c)
-
-
-cdef void running_stats(int t, bint training, object rm, object rv, Work *w, const Shape *s,
+cdef void running_stats(bint training, object rm, object rv, Work *w, const Shape *s,
                         double momentum):
-    """Update (training) or read (evaluation) the running statistics."""
+    """Training: torch's update rm = momentum * mean + (1 - momentum) * rm, rv likewise
+    with the unbiased variance m2 / (n - 1), in float64 and rounded once to the dtype.
+    Evaluation: the running statistics become the channel statistics."""
     cdef void *pm = array_data(rm)
     cdef void *pv = array_data(rv)
-    if training and t == cnp.NPY_FLOAT:
-        update_running(<float *>pm, <float *>pv, w, s, momentum)
-    elif training:
-        update_running(<double *>pm, <double *>pv, w, s, momentum)
-    elif t == cnp.NPY_FLOAT:
-        load_running(<const float *>pm, <const float *>pv, w, s)
-    else:
-        load_running(<const double *>pm, <const double *>pv, w, s)
+    cdef Py_ssize_t c
+    for c in range(s.C):
+        if training:
+            store(pm, w.dbl, c, momentum * w.mean[c] + (1.0 - momentum) * load(pm, w.dbl, c))
+            store(pv, w.dbl, c, momentum * (w.m2[c] / (s.n - 1))
+                  + (1.0 - momentum) * load(pv, w.dbl, c))
+        else:
+            w.mean[c] = load(pm, w.dbl, c)
+            w.invstd[c] = 1.0 / sqrt(load(pv, w.dbl, c) + w.eps)
+            w.a[c] = w.invstd[c] * w.wt[c]
+            w.b[c] = w.bs[c]
+            spread(s, w, c)
 
 
 cdef struct Params:
@@ -495,19 +443,19 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training, 
     cdef int t = p.t
     y = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>x), cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0)
     save_mean, save_invstd = np.empty(s.C), np.empty(s.C)
-    cdef Scratch sc = new_scratch(&s, p.eps, p.training)
+    cdef Scratch sc = new_scratch(t, &s, p.eps, p.training)
     sc.w.mean, sc.w.invstd = <double *>array_data(save_mean), <double *>array_data(save_invstd)
-    set_affine(t, weight, bias, &sc.w, s.C)
+    set_affine(weight, bias, &sc.w, s.C)
     if p.training and s.n == 0:
         save_mean.fill(np.nan)
         save_invstd.fill(np.nan)
     elif p.training:
-        dispatch(t, TRAIN_FORWARD, 3, x, None, y, &s, &sc.w)
+        dispatch(TRAIN_FORWARD, 3, x, None, y, &s, &sc.w)
         if p.running:
-            running_stats(t, True, running_mean, running_var, &sc.w, &s, p.momentum)
+            running_stats(True, running_mean, running_var, &sc.w, &s, p.momentum)
     else:
-        running_stats(t, False, running_mean, running_var, &sc.w, &s, p.momentum)
-        dispatch(t, EVAL_FORWARD, 1, x, None, y, &s, &sc.w)
+        running_stats(False, running_mean, running_var, &sc.w, &s, p.momentum)
+        dispatch(EVAL_FORWARD, 1, x, None, y, &s, &sc.w)
     return y, save_mean, save_invstd
 
 
@@ -549,18 +497,18 @@ def batch_norm_backward(grad_out, x, weight, save_mean, save_invstd, *, training
     cdef bint sums = train or weight is not None
     if not sums and not want_x:
         return None, None, None
-    cdef Scratch sc = new_scratch(&s, 0.0, train)
+    cdef Scratch sc = new_scratch(t, &s, 0.0, train)
     gw, gb = np.zeros(s.C), np.zeros(s.C)
     sc.w.gw, sc.w.gb = <double *>array_data(gw), <double *>array_data(gb)
     # the backward passes only read mean and invstd
     sc.w.mean, sc.w.invstd = <double *>array_data(save_mean), <double *>array_data(save_invstd)
-    set_affine(t, weight, None, &sc.w, s.C)
+    set_affine(weight, None, &sc.w, s.C)
     load_saved(&sc.w, &s)
     gx = (<object>cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>x),
                                     cnp.PyArray_DIMS(<cnp.ndarray>x), t, 0)) if want_x else None
     cdef const Pass *passes = &GRAD_BOTH[0] if sums else &GRAD_BOTH[1]
     cdef int count = (1 if sums else 0) + (1 if want_x else 0)
-    dispatch(t, passes, count, grad_out, x, gx, &s, &sc.w)
+    dispatch(passes, count, grad_out, x, gx, &s, &sc.w)
     if weight is None:
         return gx, None, None
     dt = x.dtype

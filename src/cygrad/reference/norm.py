@@ -85,8 +85,8 @@ def _batch_stats(x64, eps):
     mean = mean + dev / n  # the mean with its rounding error removed
     m2 = np.where(m2 < 0.0, 0.0, m2)  # NaN stays NaN
     var = m2 / n
-    with np.errstate(divide="ignore"):
-        invstd = np.where((var == 0.0) & (eps == 0.0), 0.0, 1.0 / np.sqrt(var + eps))  # torch's InvStd
+    with np.errstate(divide="ignore"):  # torch's InvStd: 0 when var and eps are both 0
+        invstd = np.where((var == 0.0) & (eps == 0.0), 0.0, 1.0 / np.sqrt(var + eps))
     return mean, m2, invstd
 
 

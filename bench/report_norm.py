@@ -1,0 +1,97 @@
+"""Batch norm and vector_norm: median time per call of cygrad and PyTorch, side by side,
+each library timed in its own process.
+
+    PYTHONPATH=src python bench/report_norm.py [--threads 2,1] [--rounds 5] [--repeats 7]
+                                              [--impls cygrad,torch,torch-autograd]
+
+One timed block per (implementation, round), implementations alternating, a settle pause
+before each block (OpenMP threads spin for a while after a call and would steal the next
+runtime's cores; in one process cygrad and torch would also share libgomp). "torch" is
+PyTorch's kernels (aten.native_batch_norm and native_batch_norm_backward, what autograd
+calls), "torch-autograd" F.batch_norm and autograd.grad as a training step runs them.
+Cases: bench/norm_cases.py. Prints medians and torch/cygrad (> 1: cygrad is faster).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from norm_cases import CASES, case_id, runner, thread_limit  # noqa: E402
+
+
+def time_calls(fn, repeats, min_time=0.02):
+    """`repeats` samples of the seconds per call, each over enough calls to last min_time."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    inner = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t0) / inner)
+    return samples
+
+
+def worker(impl, threads, repeats):
+    """Runs in the child: times every case; prints {case id: samples} as JSON."""
+    out = {}
+    with thread_limit(impl, threads):
+        for case in CASES:
+            out[case_id(case)] = time_calls(runner(impl, case), repeats)
+    print(json.dumps(out))
+
+
+def run_block(impl, threads, repeats):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", impl,
+                           str(threads), str(repeats)],
+                          capture_output=True, text=True, env=env, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt(sec):
+    return f"{sec * 1e3:.3f} ms" if sec >= 1e-3 else f"{sec * 1e6:.1f} us"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--threads", default="2,1")
+    p.add_argument("--rounds", type=int, default=5, help="blocks per implementation")
+    p.add_argument("--repeats", type=int, default=7, help="timed samples per case and block")
+    p.add_argument("--impls", default="cygrad,torch,torch-autograd")
+    p.add_argument("--settle", type=float, default=0.5)
+    args = p.parse_args()
+    if args.worker:
+        impl, threads, repeats = args.worker
+        worker(impl, int(threads), int(repeats))
+        return
+    impls = args.impls.split(",")
+    print(f"float32, {args.rounds} alternating blocks of {args.repeats} samples per "
+          "implementation, each in its own process (median time per call)")
+    print("| case | threads | " + " | ".join(impls) + " | "
+          + " | ".join(f"{name}/{impls[0]}" for name in impls[1:]) + " |")
+    print("|---" * (2 + 2 * len(impls) - 1) + "|")
+    for threads in [int(t) for t in args.threads.split(",")]:
+        samples = {name: {} for name in impls}
+        for _ in range(args.rounds):
+            for name in impls:
+                time.sleep(args.settle)
+                for case, times in run_block(name, threads, args.repeats).items():
+                    samples[name].setdefault(case, []).extend(times)
+        for case in map(case_id, CASES):
+            med = {name: statistics.median(samples[name][case]) for name in impls}
+            cells = " | ".join(fmt(med[name]) for name in impls)
+            ratios = " | ".join(f"{med[name] / med[impls[0]]:.2f}" for name in impls[1:])
+            print(f"| {case} | {threads} | {cells} | {ratios} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
