@@ -22,30 +22,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from norm_cases import CASES, case_id, runner, thread_limit  # noqa: E402
-
-
-def time_calls(fn, repeats, min_time=0.02):
-    """`repeats` samples of the seconds per call, each over enough calls to last min_time."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    inner = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t0) / inner)
-    return samples
+from report_gemm import block_medians  # noqa: E402
 
 
 def worker(impl, threads, repeats):
-    """Runs in the child: times every case; prints {case id: samples} as JSON."""
-    out = {}
-    with thread_limit(impl, threads):
-        for case in CASES:
-            out[case_id(case)] = time_calls(runner(impl, case), repeats)
-    print(json.dumps(out))
+    """Runs in the child: the median time per call of every case; prints them as JSON."""
+    fns = {case_id(case): (runner(impl, case), lambda: thread_limit(impl, threads))
+           for case in CASES}
+    print(json.dumps(block_medians(fns, repeats, settle=0.0)))
 
 
 def run_block(impl, threads, repeats):
@@ -74,8 +58,8 @@ def main():
         worker(impl, int(threads), int(repeats))
         return
     impls = args.impls.split(",")
-    print(f"float32, {args.rounds} alternating blocks of {args.repeats} samples per "
-          "implementation, each in its own process (median time per call)")
+    print(f"float32, {args.rounds} alternating blocks per implementation, each in its own "
+          f"process; median over the blocks of each block's median of {args.repeats} samples")
     print("| case | threads | " + " | ".join(impls) + " | "
           + " | ".join(f"{name}/{impls[0]}" for name in impls[1:]) + " |")
     print("|---" * (2 + 2 * len(impls) - 1) + "|")
@@ -84,8 +68,8 @@ def main():
         for _ in range(args.rounds):
             for name in impls:
                 time.sleep(args.settle)
-                for case, times in run_block(name, threads, args.repeats).items():
-                    samples[name].setdefault(case, []).extend(times)
+                for case, med in run_block(name, threads, args.repeats).items():
+                    samples[name].setdefault(case, []).append(med)
         for case in map(case_id, CASES):
             med = {name: statistics.median(samples[name][case]) for name in impls}
             cells = " | ".join(fmt(med[name]) for name in impls)

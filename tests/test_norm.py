@@ -291,14 +291,17 @@ def test_input_grad_false_skips_grad_x(B):
 
 # ---- errors -----------------------------------------------------------------------------
 
+def caller(fn, **defaults):
+    """fn called by keyword: these defaults (and training=True) updated by each call's."""
+    return lambda **changes: fn(**{"training": True, **defaults, **changes})
+
+
 @BACKENDS
 def test_forward_bad_inputs(B):
     x = np.ones((4, 3, 2))
     c3 = np.ones(3)
-
-    def fwd(x=x, w=c3, b=c3, rm=None, rv=None, **kw):
-        kw.setdefault("training", True)
-        return B.batch_norm_forward(x, w, b, rm, rv, **kw)
+    fwd = caller(B.batch_norm_forward, x=x, weight=c3, bias=c3, running_mean=None,
+                 running_var=None)
 
     with pytest.raises(ValueError, match="C-contiguous"):
         fwd(x=np.ones((2, 3, 4)).transpose(2, 1, 0))
@@ -309,17 +312,17 @@ def test_forward_bad_inputs(B):
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         fwd(x=np.ones(4))
     with pytest.raises(ValueError, match=r"weight must have shape \(3,\)"):
-        fwd(w=np.ones(4))
+        fwd(weight=np.ones(4))
     with pytest.raises(TypeError, match="bias"):
-        fwd(b=np.ones(3, np.float32))
+        fwd(bias=np.ones(3, np.float32))
     with pytest.raises(ValueError, match="weight and bias"):
-        fwd(b=None)
+        fwd(bias=None)
     with pytest.raises(ValueError, match="running_mean and running_var"):
-        fwd(rm=c3.copy())
+        fwd(running_mean=c3.copy())
     with pytest.raises(ValueError, match="running_var is read-only"):
         ro = np.ones(3)
         ro.flags.writeable = False
-        fwd(rm=c3.copy(), rv=ro)
+        fwd(running_mean=c3.copy(), running_var=ro)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         fwd(x=np.ones((1, 3)))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
@@ -350,25 +353,22 @@ def test_read_only_running_stats_are_fine_in_evaluation(B):
 def test_backward_bad_inputs(B):
     x = np.ones((4, 3, 2))
     s = np.ones(3)
-
-    def bwd(g=x, x=x, w=s, mean=s, invstd=s, **kw):
-        kw.setdefault("training", True)
-        return B.batch_norm_backward(g, x, w, mean, invstd, **kw)
+    bwd = caller(B.batch_norm_backward, grad_out=x, x=x, weight=s, save_mean=s, save_invstd=s)
 
     with pytest.raises(ValueError, match="grad_out has shape"):
-        bwd(g=np.ones((4, 3, 3)))
+        bwd(grad_out=np.ones((4, 3, 3)))
     with pytest.raises(TypeError, match="grad_out"):
-        bwd(g=x.astype(np.float32))
+        bwd(grad_out=x.astype(np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
-        bwd(g=np.ones((2, 3, 4)).transpose(2, 1, 0))
+        bwd(grad_out=np.ones((2, 3, 4)).transpose(2, 1, 0))
     with pytest.raises(TypeError, match="save_mean must be float64"):
-        bwd(mean=s.astype(np.float32))
+        bwd(save_mean=s.astype(np.float32))
     with pytest.raises(ValueError, match=r"save_invstd must have shape \(3,\)"):
-        bwd(invstd=np.ones(2))
+        bwd(save_invstd=np.ones(2))
     with pytest.raises(ValueError, match="save_invstd must be 1-D"):
-        bwd(invstd=np.ones((3, 1)))
+        bwd(save_invstd=np.ones((3, 1)))
     with pytest.raises(ValueError, match=r"weight must have shape"):
-        bwd(w=np.ones(2))
+        bwd(weight=np.ones(2))
     with pytest.raises(TypeError, match="input_grad"):
         bwd(input_grad=None)
     with pytest.raises(TypeError, match="training"):
