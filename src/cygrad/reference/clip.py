@@ -31,10 +31,11 @@ def parse_ord(ord):
 
 
 def _root(total, p):
-    """total^(1/p), with p = 1 and p = 2 exact operations."""
+    """total^(1/p), with p = 1 and p = 2 exact operations; overflow gives inf (C's pow)."""
     if p == 1.0:
         return total
-    return math.sqrt(total) if p == 2.0 else total ** (1.0 / p)
+    with np.errstate(over="ignore"):
+        return math.sqrt(total) if p == 2.0 else float(np.power(total, 1.0 / p))
 
 
 def vector_norm(x, ord=2.0):

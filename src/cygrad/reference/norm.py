@@ -111,15 +111,15 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *, training, 
         return np.empty_like(x), np.full(c, np.nan), np.full(c, np.nan)
     if training:
         mean, m2, invstd = _batch_stats(x64, eps)
-        if running:
-            running_mean[...] = momentum * mean + (1.0 - momentum) * running_mean.astype(np.float64)
-            running_var[...] = (momentum * (m2 / (n - 1))
-                                + (1.0 - momentum) * running_var.astype(np.float64))
     else:
         mean = running_mean.astype(np.float64)
         invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
     scale = invstd.reshape(1, c, 1) * _per_channel(weight, 1.0, c)
     y = (x64 - mean.reshape(1, c, 1)) * scale + _per_channel(bias, 0.0, c)
+    if training and running:  # after y: weight and bias are read before any update
+        running_mean[...] = momentum * mean + (1.0 - momentum) * running_mean.astype(np.float64)
+        running_var[...] = (momentum * (m2 / (n - 1))
+                            + (1.0 - momentum) * running_var.astype(np.float64))
     return y.astype(x.dtype).reshape(x.shape), mean, invstd
 
 
