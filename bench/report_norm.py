@@ -2,7 +2,7 @@
 each library timed in its own process.
 
     PYTHONPATH=src python bench/report_norm.py [--threads 2,1] [--rounds 5] [--repeats 7]
-                                              [--impls cygrad,torch,torch-autograd]
+                                              [--impls cygrad,torch,torch-autograd] [--idle 0.9]
 
 One timed block per (implementation, round), implementations alternating, a settle pause
 before each block (OpenMP threads spin for a while after a call and would steal the next
@@ -32,6 +32,28 @@ def worker(impl, threads, repeats):
     print(json.dumps(block_medians(fns, repeats, settle=0.0)))
 
 
+def cpu_idle_fraction(window):
+    """Fraction of the machine's CPU time idle over the next `window` seconds (Linux)."""
+    def snapshot():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+    idle0, total0 = snapshot()
+    time.sleep(window)
+    idle1, total1 = snapshot()
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_idle(threshold, timeout=120.0):
+    """On a shared machine: wait (up to timeout) until others leave the cores idle, so a
+    block is not timed while another process holds a core its threads spin-wait for."""
+    if threshold <= 0 or not os.path.exists("/proc/stat"):
+        return
+    deadline = time.monotonic() + timeout
+    while cpu_idle_fraction(0.5) < threshold and time.monotonic() < deadline:
+        pass
+
+
 def run_block(impl, threads, repeats):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", impl,
@@ -52,6 +74,9 @@ def main():
     p.add_argument("--repeats", type=int, default=7, help="timed samples per case and block")
     p.add_argument("--impls", default="cygrad,torch,torch-autograd")
     p.add_argument("--settle", type=float, default=0.5)
+    p.add_argument("--idle", type=float, default=0.0, metavar="FRACTION",
+                   help="before each block wait until this fraction of the CPUs is idle "
+                        "(e.g. 0.9 on a shared machine)")
     args = p.parse_args()
     if args.worker:
         impl, threads, repeats = args.worker
@@ -68,6 +93,7 @@ def main():
         for _ in range(args.rounds):
             for name in impls:
                 time.sleep(args.settle)
+                wait_for_idle(args.idle)
                 for case, med in run_block(name, threads, args.repeats).items():
                     samples[name].setdefault(case, []).append(med)
         for case in map(case_id, CASES):

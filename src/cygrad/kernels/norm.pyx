@@ -15,10 +15,11 @@ order depends only on the shape:
   (N, C * L) matrix is summed over N in row order, and a channel's L column sums
   are added in order.
 
-Threads take whole channels (strip path, enough channels: every pass over a
-channel runs back to back on one thread, while the channel is in its L2), blocks
-(strip path, few channels: one parallel loop per pass) or column ranges (column
-path), so results are bitwise identical for any thread count.
+Threads take whole channels (every pass over a channel runs back to back on one
+thread, while the channel is in its caches; on the column path one range of
+channels per thread) or, on the strip path with fewer channels than threads can
+share evenly, blocks (one parallel loop per pass). Either way each sum is formed in
+the same order, so results are bitwise identical for any thread count.
 """
 import numpy as np
 cimport numpy as cnp
@@ -59,7 +60,6 @@ cdef enum:
     BN_BLOCK = 16384     # values per reduction block of a channel (strip path)
     STRIP_MIN = 64       # shorter strips take the column path (measured: 2x faster at
                          # L = 16, as fast at L = 49 and 169)
-    COL_ALIGN = 16       # column ranges of the column path: whole multiples of 16 columns
     SERIAL_SIZE = 32768  # below this many values a call runs on the calling thread
 
 # The passes over the data. A reduction pass fills the partial sums; the channel's
@@ -205,41 +205,53 @@ cdef void finish_channel(Pass ph, const Shape *s, Work *w, Py_ssize_t c) noexcep
 
 # ---------------------------------------------------------------- running the passes
 
-cdef inline bint whole_channels(const Shape *s, int nt) noexcept nogil:
-    """Strip path with channels enough for every thread: one thread per channel."""
-    return not s.by_column and (nt == 1 or s.C % nt == 0 or s.C >= 4 * nt)
+cdef inline bint by_channels(const Shape *s, int nt) noexcept nogil:
+    """Whether threads take whole channels: always on the column path; on the strip path
+    when there are channels enough for every thread."""
+    return s.by_column or nt == 1 or s.C % nt == 0 or s.C >= 4 * nt
 
 
-cdef void one_pass(Pass ph, const Shape *s, Work *w, int nt) noexcept nogil:
-    """Pass ph over all channels, split into tasks between nt threads, then each
-    channel's statistics."""
-    cdef Py_ssize_t t, c, ncols = s.C * s.L, ntasks, width
-    if s.by_column:
-        width = (ncols + nt - 1) // nt
-        width = (width + COL_ALIGN - 1) // COL_ALIGN * COL_ALIGN
-        ntasks = (ncols + width - 1) // width
-        for t in prange(ntasks, num_threads=nt, schedule="static"):
-            column_task(ph, s, w, t * width, (t + 1) * width if (t + 1) * width < ncols else ncols)
-    else:
-        for t in prange(s.C * s.P, num_threads=nt, schedule="static"):
-            strip_task(ph, s, w, t)
+cdef void channels_passes(const Pass *passes, int count, const Shape *s, Work *w, Py_ssize_t c0,
+                          Py_ssize_t c1) noexcept nogil:
+    """Every pass in order over channels [c0, c1), on one thread: no other thread waits
+    for these channels' statistics, and their values stay in this core's caches."""
+    cdef Py_ssize_t c, t
+    cdef int k
+    for k in range(count):
+        if s.by_column:
+            column_task(passes[k], s, w, c0 * s.L, c1 * s.L)
+        else:
+            for t in range(c0 * s.P, c1 * s.P):
+                strip_task(passes[k], s, w, t)
+        for c in range(c0, c1):
+            finish_channel(passes[k], s, w, c)
+
+
+cdef void strip_pass(Pass ph, const Shape *s, Work *w, int nt) noexcept nogil:
+    """Pass ph over the blocks of every channel, split between nt threads (strip path,
+    few channels), then each channel's statistics."""
+    cdef Py_ssize_t t, c
+    for t in prange(s.C * s.P, num_threads=nt, schedule="static"):
+        strip_task(ph, s, w, t)
     for c in range(s.C):
         finish_channel(ph, s, w, c)
 
 
 cdef void run_passes(const Pass *passes, int count, const Shape *s, Work *w, int nt) noexcept nogil:
     """The passes in order, over every channel."""
-    cdef Py_ssize_t c, t
-    cdef int k
-    if whole_channels(s, nt):
-        for c in prange(s.C, num_threads=nt, schedule="static"):
-            for k in range(count):
-                for t in range(c * s.P, (c + 1) * s.P):
-                    strip_task(passes[k], s, w, t)
-                finish_channel(passes[k], s, w, c)
+    cdef Py_ssize_t k, width, ntasks
+    cdef int i
+    if by_channels(s, nt):
+        # the strip path gives each thread channel after channel; the column path one
+        # range of channels per thread (its rows vectorize across their columns)
+        width = (s.C + nt - 1) // nt if s.by_column else 1
+        ntasks = (s.C + width - 1) // width
+        for k in prange(ntasks, num_threads=nt, schedule="static"):
+            channels_passes(passes, count, s, w, k * width,
+                            (k + 1) * width if (k + 1) * width < s.C else s.C)
     else:
-        for k in range(count):
-            one_pass(passes[k], s, w, nt)
+        for i in range(count):
+            strip_pass(passes[i], s, w, nt)
 
 
 cdef void dispatch(const Pass *passes, int count, object u, object v, object out, const Shape *s,
