@@ -11,6 +11,8 @@ from cygrad.reference.optim import adagrad_step, adam_step, adamw_step, rmsprop_
 from cygrad.reference.conv import col2im, conv2d_backward, conv2d_forward, im2col
 from cygrad.reference.pool import (avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward,
                                    max_pool2d_forward)
+from cygrad.reference.norm import batch_norm_backward, batch_norm_forward
+from cygrad.reference.clip import clamp_, scale_, vector_norm
 
 __all__ = ["matmul",
            "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax",
@@ -21,4 +23,5 @@ __all__ = ["matmul",
            "l1_penalty", "l2_penalty", "dropout", "dropout_backward",
            "sgd_step", "adagrad_step", "rmsprop_step", "adam_step", "adamw_step",
            "im2col", "col2im", "conv2d_forward", "conv2d_backward",
-           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"]
+           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+           "batch_norm_forward", "batch_norm_backward", "vector_norm", "scale_", "clamp_"]
