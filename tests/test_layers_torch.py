@@ -148,3 +148,75 @@ def test_max_pool_returns_indices_as_torch():
     ty, tidx = torch.nn.MaxPool2d(2, return_indices=True)(torch.tensor(x))
     np.testing.assert_array_equal(y.data, ty.numpy())
     np.testing.assert_array_equal(idx.data, tidx.numpy())
+
+
+@pytest.mark.parametrize("layout", [(6, 4), (6, 4, 5), (6, 4, 3, 5)])
+@pytest.mark.parametrize("kwargs", [{}, dict(momentum=None), dict(affine=False),
+                                    dict(track_running_stats=False), dict(eps=1e-3, momentum=0.3)])
+def test_batch_norm_train_steps_then_eval_match_torch(layout, kwargs):
+    cls, tcls = ((cg.nn.BatchNorm2d, torch.nn.BatchNorm2d) if len(layout) == 4 else
+                 (cg.nn.BatchNorm1d, torch.nn.BatchNorm1d))
+    ours, theirs = cls(4, dtype=np.float64, **kwargs), tcls(4, **kwargs).double()
+    rng = np.random.default_rng(len(layout))
+    if ours.affine:
+        for p in (ours.weight, ours.bias):
+            p.data = rng.standard_normal(4)
+        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    for step in range(5):
+        x = rng.standard_normal(layout) * 3 + step
+        compare(lambda a: ours(a), lambda a: theirs(a), [x])
+        if ours.affine:
+            assert _rel(ours.weight.grad, theirs.weight.grad.numpy()) <= 1e-12
+            assert _rel(ours.bias.grad, theirs.bias.grad.numpy()) <= 1e-12
+            ours.zero_grad()
+            theirs.zero_grad()
+    for k, v in theirs.state_dict().items():
+        assert _rel(ours.state_dict()[k], v.numpy()) <= 1e-12, k
+    ours.eval()
+    theirs.eval()
+    compare(lambda a: ours(a), lambda a: theirs(a), [rng.standard_normal(layout)])
+
+
+def test_batch_norm_state_dict_exchanges_both_ways_with_torch():
+    ours = cg.models.cnn(seed=0, batch_norm=True)
+    T = torch.nn
+    theirs = T.Sequential(T.Conv2d(1, 32, 3, bias=False), T.BatchNorm2d(32), T.ReLU(), T.MaxPool2d(2),
+                          T.Conv2d(32, 64, 3, bias=False), T.BatchNorm2d(64), T.ReLU(), T.MaxPool2d(2),
+                          T.Flatten(), T.Linear(1600, 128, bias=False), T.BatchNorm1d(128), T.ReLU(),
+                          T.Linear(128, 10))
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    ours(x)  # a train step moves the running statistics
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    assert list(theirs.state_dict()) == list(ours.state_dict())
+    ours.eval()
+    theirs.eval()
+    with torch.no_grad():
+        want = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours(x).data, want, rtol=1e-4, atol=1e-5)
+    other = cg.models.cnn(seed=3, batch_norm=True)
+    other.load_state_dict(theirs.state_dict())
+    for (k, a), b in zip(other.state_dict().items(), ours.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    assert other.state_dict()["1.num_batches_tracked"] == 1
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.5, "inf"])
+@pytest.mark.parametrize("max_norm", [0.1, 100.0])
+def test_clip_grad_norm_and_value_match_torch(norm_type, max_norm):
+    ours = cg.models.mlp(sizes=(6, 5, 3), dtype=np.float64, seed=0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(),
+                                 torch.nn.Linear(5, 3)).double()
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal((4, 6))
+    F.cross_entropy(ours(x), np.array([0, 1, 2, 1])).backward()
+    TF.cross_entropy(theirs(torch.tensor(x)), torch.tensor([0, 1, 2, 1])).backward()
+    tn = float("inf") if norm_type == "inf" else norm_type
+    total = cg.nn.utils.clip_grad_norm_(ours.parameters(), max_norm, norm_type)
+    t_total = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm, tn)
+    assert _rel(total.data, t_total.numpy()) <= 1e-12
+    for p, tp in zip(ours.parameters(), theirs.parameters()):
+        assert _rel(p.grad, tp.grad.numpy()) <= 1e-12
+    cg.nn.utils.clip_grad_value_(ours.parameters(), 0.01)
+    torch.nn.utils.clip_grad_value_(theirs.parameters(), 0.01)
+    for p, tp in zip(ours.parameters(), theirs.parameters()):
+        assert _rel(p.grad, tp.grad.numpy()) <= 1e-12 and np.abs(p.grad).max() <= 0.01
