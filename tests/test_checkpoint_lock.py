@@ -134,6 +134,48 @@ def test_two_processes_saving_one_path_both_succeed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ck.npz"]
 
 
+RUN = """
+    import os, sys
+    import numpy as np
+    import cygrad as cg
+
+    class UntilTold:  # trains until the file sys.argv[2] exists
+        def on_epoch_end(self, epoch, record):
+            return os.path.exists(sys.argv[2])
+    path = sys.argv[1]
+    x = np.random.default_rng(0).standard_normal((32, 6))
+    model = cg.models.mlp(sizes=(6, 5, 2), dtype=np.float64, seed=0)
+    opt = cg.optim.Adam(model.parameters())
+    try:
+        with cg.io.CheckpointLock(path):  # what fit / the CLI are to do for the whole run
+            print("training", flush=True)
+            cg.train.fit(model, cg.nn.CrossEntropyLoss(), opt,
+                         cg.data.DataLoader(x, (x[:, 0] > 0).astype(np.int64), 8, seed=0),
+                         epochs=100000, progress=False, checkpoint=path, callbacks=[UntilTold()])
+    except cg.io.CheckpointInUseError as e:
+        print(e)
+        sys.exit(3)
+    print("done", flush=True)
+"""
+
+
+def test_two_runs_on_one_checkpoint_give_one_clear_error_and_one_intact_run(tmp_path):
+    """Before: both trained, deleting each other's temporary files, and one died at epoch 20."""
+    path, stop = tmp_path / "ck.npz", tmp_path / "stop"
+    first = _python(RUN, path, stop, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert first.stdout.readline().strip() == "training"
+    second = _python(RUN, path, stop, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 3, err[-2000:]
+    assert f"is in use by pid {first.pid}" in out and "training" not in out
+    stop.write_text("")
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0 and out.strip() == "done", err[-2000:]
+    model = cg.models.mlp(sizes=(6, 5, 2), dtype=np.float64)
+    epochs = cg.load(path, model, cg.optim.Adam(model.parameters()))["epoch"]
+    assert epochs >= 1 and sorted(os.listdir(tmp_path)) == ["ck.npz", "stop"]
+
+
 # -- temporary files (finding 6) -----------------------------------------------------------------
 def test_cleanup_removes_only_dead_writers_temporary_files(tmp_path):
     path = tmp_path / "ck.npz"

@@ -337,10 +337,10 @@ def _optimizer_capacity(optimizer, own):
     history = [kind for _, kind in getattr(optimizer, "_history", ())]
     rows = optimizer.param_groups[0].get("history_size", 1)
     rows = rows if isinstance(rows, int) and rows > 0 else 1
-    vectors = max(len(names), FIRST_ORDER_STATES) + history.count(VECTOR) + \
-        rows * history.count(VECTORS)
+    buffers = max(len(names), FIRST_ORDER_STATES)
+    vectors = buffers + history.count(VECTOR) + rows * history.count(VECTORS)
     scalars = rows * history.count(FLOATS)
-    return 8 * (vectors * n + scalars), len(optimizer.params) * len(names) + len(history)
+    return 8 * (vectors * n + scalars), len(optimizer.params) * buffers + len(history)
 
 
 def _check_model(path, own, members):
