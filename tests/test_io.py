@@ -290,7 +290,8 @@ def _bomb(path, key="model/0.weight", gib=1):
     crc = zlib.crc32(header)
     for _ in range(n_blocks):
         crc = zlib.crc32(block, crc)
-    _write_zip(path, [(key + ".npy", zipfile.ZIP_DEFLATED, crc, body, len(header) + (n_blocks << 20))])
+    size = len(header) + (n_blocks << 20)
+    _write_zip(path, [(key + ".npy", zipfile.ZIP_DEFLATED, crc, body, size)])
 
 
 def _write_zip(path, members):
@@ -300,8 +301,8 @@ def _write_zip(path, members):
         name = name.encode()
         fields = struct.pack("<HHHHHIIIHH", 20, 0, method, 0, 0x21, crc, len(data), size,
                              len(name), 0)
-        central += (struct.pack("<IH", 0x02014B50, 20) + fields + struct.pack("<HHHII", 0, 0, 0, 0, len(out))
-                    + name)
+        central += (struct.pack("<IH", 0x02014B50, 20) + fields
+                    + struct.pack("<HHHII", 0, 0, 0, 0, len(out)) + name)
         out += struct.pack("<I", 0x04034B50) + fields + name + data
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
                       len(out), 0)
@@ -356,7 +357,8 @@ def test_members_whose_headers_lie_about_their_size_are_refused(tmp_path):
                                                  "its zip entry 232"):
         cg.load(path, model)
     huge = _npy_header((1 << 40,), "<f8")  # 8 TiB declared, a few bytes stored
-    _write_zip(path, [("model/0.weight.npy", zipfile.ZIP_STORED, zlib.crc32(huge), huge, len(huge))])
+    _write_zip(path, [("model/0.weight.npy", zipfile.ZIP_STORED, zlib.crc32(huge), huge,
+                       len(huge))])
     with pytest.raises(cg.CheckpointError, match="declares 8,796,093,022,208 bytes"):
         cg.io.read(path)
 
@@ -382,20 +384,21 @@ EXTRA_ELEMENTS = 1 << 20
 
 def test_a_non_checkpoint_file_is_named_as_such_without_pickle_advice(tmp_path):
     model, _ = _trained()
-    for name, content in [("notes.txt", b"epoch 1: loss 0.3\n" * 20), ("random.npz", os.urandom(4096)),
+    for name, content in [("notes.txt", b"epoch 1: loss 0.3\n" * 20),
+                          ("random.npz", os.urandom(4096)),
                           ("serialized.npz", b"\x80\x04\x95" + os.urandom(100))]:
         path = tmp_path / name
         path.write_bytes(content)
         for call in (lambda: cg.io.read(path), lambda: cg.load(path, model)):
-            with pytest.raises(cg.CheckpointError, match=f"{name}: not a readable cygrad checkpoint: "
-                                                         "not a .npz archive") as info:
+            with pytest.raises(cg.CheckpointError, match=f"{name}: not a readable cygrad "
+                                                         "checkpoint: not a .npz archive") as info:
                 call()
             assert "pickle" not in str(info.value)
     with pytest.raises(cg.CheckpointError, match="a folder, not a checkpoint file"):
         cg.load(tmp_path, model)
 
 
-# -- crafted, validly re-signed checkpoints: CheckpointError, and all or nothing (finding 10) ---------
+# -- crafted, validly re-signed checkpoints: CheckpointError, all or nothing (finding 10) -------
 def _setup():
     """A model, Adam and StepLR after two steps; a checkpoint of them with an extra array."""
     model = cg.models.mlp(sizes=(6, 5, 3), dtype=np.float64, seed=0)
@@ -451,13 +454,15 @@ CRAFTED = {  # what each did before: the exception that escaped cg.load
     "step a float": dict(edit_info=_set(["optimizer", "state", "0", "step"], 2.5)),
     "optimizer a string": dict(edit_info=_set(["optimizer"], "Adam")),              # TypeError
     "scheduler state a list": dict(edit_info=_set(["scheduler", "state"], [1])),
-    "scheduler last_epoch a string": dict(edit_info=_set(["scheduler", "state", "last_epoch"], "x")),
+    "scheduler last_epoch a string": dict(edit_info=_set(["scheduler", "state", "last_epoch"],
+                                                         "x")),
     "scheduler gamma a list": dict(edit_info=_set(["scheduler", "state", "gamma"], [0.5])),
+    "scheduler gamma null": dict(edit_info=_set(["scheduler", "state", "gamma"], None)),
     "scheduler unknown key": dict(edit_info=_set(["scheduler", "state", "optimizer"], 1)),
     "format version true": dict(edit_info=_set(["format_version"], True)),
     "meta not a dict": dict(edit_info=_set(["meta"], [1, 2])),
-    "state array of ints": dict(edit_arrays=lambda a: a.update({"optim/state/0/exp_avg":
-                                                               a["optim/state/0/exp_avg"].astype(np.int64)})),
+    "state array of ints": dict(edit_arrays=lambda a: a.update(
+        {"optim/state/0/exp_avg": a["optim/state/0/exp_avg"].astype(np.int64)})),
     "state array of strings": dict(edit_arrays=lambda a: a.update({"optim/state/0/exp_avg":
                                                                   np.full((5, 6), "x")})),
     "unknown key": dict(edit_arrays=lambda a: a.update({"other/x": np.zeros(3)})),

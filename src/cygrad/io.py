@@ -491,7 +491,7 @@ def _scheduler_part(path, info, scheduler):
     if unknown:
         raise CheckpointError(f"{path}: the saved {type(scheduler).__name__} has keys "
                               f"{unknown[:5]} this one does not")
-    _check_like(path, saved["state"], own, "scheduler.state")
+    _check_like(path, saved["state"], own, "scheduler.state", none_ok=False)
     if "last_epoch" in saved["state"] and not isinstance(saved["state"]["last_epoch"], int):
         raise CheckpointError(f"{path}: scheduler.state.last_epoch is "
                               f"{_described(saved['state']['last_epoch'])}, expected an int")
@@ -499,14 +499,16 @@ def _scheduler_part(path, info, scheduler):
 
 
 # -- structure of JSON values ----------------------------------------------------------------------
-def _check_like(path, value, like, where):
+def _check_like(path, value, like, where, none_ok=True):
     """CheckpointError unless the JSON `value` has the structure of `like`, what saving the
     live object would store there: a bool for a bool, a number (not a bool) for a number,
     a string for a string, a list for a list or tuple (each item like the template's item
     at its place, or its last), a dict for a dict (each key the template has, recursively).
-    Where the template holds None or another type, anything goes; a value None is taken
-    for a number, bool or string (fields such as LBFGS's t are None until set)."""
-    if like is None or (value is None and not isinstance(like, (list, tuple, dict))):
+    Where the template holds None or another type, anything goes; with none_ok, a value
+    None is taken for a number, bool or string too (an optimizer's fields such as LBFGS's
+    t are None until set, and a fresh optimizer's template may hold a number there)."""
+    leaf = not isinstance(like, (list, tuple, dict))
+    if like is None or (value is None and none_ok and leaf):
         return
     if isinstance(like, (bool, np.bool_)):
         ok = isinstance(value, bool)
@@ -517,12 +519,12 @@ def _check_like(path, value, like, where):
     elif isinstance(like, (list, tuple)):
         ok = isinstance(value, list)
         for i, item in enumerate(value if ok and like else ()):
-            _check_like(path, item, like[min(i, len(like) - 1)], f"{where}[{i}]")
+            _check_like(path, item, like[min(i, len(like) - 1)], f"{where}[{i}]", none_ok)
     elif isinstance(like, dict):
         ok = isinstance(value, dict)
         for key, item in (value.items() if ok else ()):
             if key in like:
-                _check_like(path, item, like[key], f"{where}.{key}")
+                _check_like(path, item, like[key], f"{where}.{key}", none_ok)
     else:
         return
     if not ok:
