@@ -5,7 +5,8 @@ started; the test kills it with SIGKILL after a seeded random delay, again and a
 (every other time the delay starts when the save's temporary file appears, so that many
 kills land inside the write itself).
 After every kill the checkpoint on disk must load and verify (checksum), its step must
-never go back, and at most one temporary file may be left over.
+never go back, and at most one temporary file may be left over (the killed process's; a
+lock file it leaves is taken over, the kernel having dropped its lock).
 """
 import errno
 import os
@@ -51,7 +52,9 @@ CHILD = textwrap.dedent("""
 
 
 def _temps(folder, name):
-    return [p for p in os.listdir(folder) if re.fullmatch(re.escape(name) + r"\.\w{8}\.tmp", p)]
+    """cg.save's temporary files for `name`: <name>.cygrad-<pid>-<8 hex>.tmp"""
+    pattern = re.escape(name) + r"\.cygrad-\d+-[0-9a-f]{8}\.tmp"
+    return [p for p in os.listdir(folder) if re.fullmatch(pattern, p)]
 
 
 def _wait_for_temp(folder, name, child, timeout=10.0):
@@ -119,7 +122,8 @@ def test_sigkill_during_save_keeps_a_loadable_checkpoint(tmp_path):
     assert mid_write >= KILLS // 4, f"only {mid_write} of {KILLS} kills landed mid-write"
     model, opt = _fresh()
     cg.save(path, model, opt, step=0)  # the next save clears the leftover temporary file
-    assert _temps(tmp_path, path.name) == []
+    assert _temps(tmp_path, path.name) == []  # and takes over the killed child's lock file
+    assert not (tmp_path / "ck.npz.lock").exists()
 
 
 class _FullDisk:
