@@ -25,7 +25,7 @@ FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, 1e-8, 0.9, 0.999, 1e300, -1e300, float("nan
 INTS = [0, 1, 2, 3, -1, -2, 4, 7, 2**31 - 1, 2**31, 2**32 + 1, 2**62, -2**63, 2**63 - 1]
 GEOMETRY = {"kernel_size", "stride", "padding", "dilation"}
 SHAPES = {"x_shape"}
-FLAGS = {"trans_a", "trans_b", "nesterov", "centered", "amsgrad", "input_grad"}
+FLAGS = {"trans_a", "trans_b", "nesterov", "centered", "amsgrad", "input_grad", "training"}
 
 
 def _array(fdp, pool, shape_hint):
@@ -140,6 +140,21 @@ def _valid(fdp, name):
         return [f(n, c), 0.5, 7], {}
     if name == "dropout_backward":
         return [f(n, c), R.dropout(f(n, c), 0.5, 7)[1], 0.5], {}
+    if name == "batch_norm_forward":
+        return [f(n + 1, c, h), f(c), f(c), f(c), np.abs(f(c)) + 0.5], {
+            "training": fdp.ConsumeBool(), "momentum": 0.1}
+    if name == "batch_norm_backward":
+        x = f(n + 1, c, h)
+        _, mean, invstd = R.batch_norm_forward(x, f(c), f(c), f(c), np.abs(f(c)) + 0.5,
+                                               training=False)
+        return [f(*x.shape), x, f(c), mean, invstd], {"training": fdp.ConsumeBool(),
+                                                        "input_grad": fdp.ConsumeBool()}
+    if name == "vector_norm":
+        return [f(n, c), [1, 2.0, 3.5, np.inf][d(0, 3)]], {}
+    if name == "scale_":
+        return [f(n, c), 0.5], {}
+    if name == "clamp_":
+        return [f(n, c), -0.5, 0.5], {}
     if name.endswith("_step"):
         bufs = {"sgd_step": 1, "adagrad_step": 1, "rmsprop_step": 1}.get(name, 2)
         args = [f(n * c), f(n * c)] + [np.abs(f(n * c)) for _ in range(bufs)]
