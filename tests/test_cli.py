@@ -388,3 +388,35 @@ def test_out_of_memory_is_one_line_naming_the_batch_size(fake_mnist, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("cygrad: error: out of memory (Unable to allocate 5.2 GiB): try a smaller "
                        "--batch-size") and "Traceback" not in "".join(err)
+
+
+def test_an_unusable_checkpoint_path_fails_before_any_data_is_read(tmp_path, capsys):
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    code = main(["train", "mlp", "--data", str(tmp_path / "nowhere"), "--no-download",
+                 "--checkpoint", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--checkpoint" in err
+    assert "MNIST" not in err  # refused before the data lookup
+
+
+def test_two_trainings_into_one_checkpoint(fake_mnist, tmp_path, capsys):
+    """A second run into a checkpoint another process trains into stops at once, naming
+    that process; the holder is not disturbed."""
+    import subprocess
+    import sys
+    ck = tmp_path / "shared.npz"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, cygrad.io as io\n"
+         f"lock = io.CheckpointLock({str(ck)!r}).acquire()\nprint('held', flush=True)\n"
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=SRC))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code = main(["train", "mlp", "--data", str(fake_mnist), "--epochs", "1",
+                     "--no-progress", "--checkpoint", str(ck)])
+        err = capsys.readouterr().err
+        assert code != 0 and f"in use by pid {holder.pid}" in err
+        assert not ck.exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -337,6 +337,12 @@ def _train(args):
             print(f"cygrad: error: {e}", file=sys.stderr)
             return 2
     rank, ranks = (0, 1) if ctx is None else (ctx.rank, ctx.size)
+    if args.checkpoint and rank == 0:  # an unusable path fails now, not after epoch 1
+        from cygrad import io
+        try:
+            io.check_path(args.checkpoint)
+        except ValueError as e:
+            raise ValueError(f"--checkpoint: {e}") from None
     saved = _saved_meta(args, ctx)
     settings, changes = _settings(args, saved)
     finished = _finished(args, saved, settings["epochs"])

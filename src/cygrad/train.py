@@ -146,6 +146,9 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
     rank trains on its shard of every global batch, gradients are averaged with one
     Allreduce per step, the history holds metrics over all ranks, only rank 0 prints
     and writes the checkpoint, and an exception on any rank stops every rank.
+    With `checkpoint`, fit holds the checkpoint's lock (cygrad.io.CheckpointLock) for
+    the whole run: another process training into the same path is refused at its start
+    with CheckpointInUseError naming this process.
     """
     _check_fit_args(epochs, l1, on_nan, progress)
     dist = None
@@ -156,56 +159,64 @@ def fit(model, loss_fn, optimizer, train_loader, *, epochs, val_loader=None, pro
         progress = progress if dist.rank == 0 else False
     callbacks = _active(callbacks, dist)
     schedule = _Schedule(scheduler, val_loader is not None)
-    history = {k: [] for k in HISTORY_KEYS}
-    start, saved = 0, None
-    if resume and checkpoint is not None:
-        with _reported(dist):
-            saved = _resume(checkpoint, model, optimizer, scheduler, dist)
-        if saved is not None:
-            start = int(saved.get("epoch", 0))
-            history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
-            _restore_dropout(model, saved.get("dropout", {}))
-    stopped_by = (saved or {}).get("stopped_by")
-    with _reported(dist):
-        _begin(callbacks, model, history, (saved or {}).get("callbacks", {}))
-    if progress and saved is not None and (stopped_by or start >= epochs):
-        why = (f"was stopped by {stopped_by} after epoch {start}" if stopped_by
-               else f"has completed {start} epochs (epochs={epochs})")
-        print(f"the run in {checkpoint} {why}: nothing to do", file=sys.stderr)
-    guard = _Divergence(on_nan, checkpoint, start if saved is not None else None)
-    for epoch in range(start, start if stopped_by else epochs):
-        try:
+    lock = None
+    if checkpoint is not None and (dist is None or dist.rank == 0):
+        with _reported(dist):  # a second writer of this checkpoint is refused at once
+            lock = io.CheckpointLock(checkpoint).acquire()
+    try:
+        history = {k: [] for k in HISTORY_KEYS}
+        start, saved = 0, None
+        if resume and checkpoint is not None:
             with _reported(dist):
-                record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
-                                epoch, epochs, dist, schedule, guard)
-                finite = guard.epoch_end(record, optimizer)
-                for k in HISTORY_KEYS:
-                    history[k].append(record[k])
-                schedule.epoch_end(record)
-                stopped_by = _epoch_end(callbacks, epoch, record, dist)
-                if checkpoint is not None and finite and (dist is None or dist.rank == 0):
-                    states, arrays = _states(callbacks)
-                    io.save(checkpoint, model, optimizer, scheduler=scheduler, arrays=arrays,
-                            epoch=epoch + 1, history=history, dropout=_dropout_state(model),
-                            callbacks=states, stopped_by=stopped_by, **(meta or {}))
-                if dist is not None:
-                    dist.check()  # rank 0's save succeeded (or every rank raises)
-                if checkpoint is not None and finite:
-                    guard.saved = epoch + 1  # (every rank: for its messages)
-        except KeyboardInterrupt:
-            done = f"epoch {start}" if start else "nothing yet"
-            where = "" if checkpoint is None else (
-                f"; the last checkpoint ({checkpoint}) is intact: resume with resume=True / --resume")
-            print(f"\ninterrupted during epoch {epoch + 1} (completed: {done}){where}", file=sys.stderr)
-            raise
-        start = epoch + 1
-        if stopped_by:
-            if progress:
-                print(f"stopped by {stopped_by} after epoch {start}", file=sys.stderr)
-            break
-    for _, cb in callbacks:  # after the last collective: an error here is an uncaught one
-        _call(cb, "on_train_end", model, history)
-    return history
+                saved = _resume(checkpoint, model, optimizer, scheduler, dist)
+            if saved is not None:
+                start = int(saved.get("epoch", 0))
+                history = {k: list(saved.get("history", {}).get(k, [])) for k in HISTORY_KEYS}
+                _restore_dropout(model, saved.get("dropout", {}))
+        stopped_by = (saved or {}).get("stopped_by")
+        with _reported(dist):
+            _begin(callbacks, model, history, (saved or {}).get("callbacks", {}))
+        if progress and saved is not None and (stopped_by or start >= epochs):
+            why = (f"was stopped by {stopped_by} after epoch {start}" if stopped_by
+                   else f"has completed {start} epochs (epochs={epochs})")
+            print(f"the run in {checkpoint} {why}: nothing to do", file=sys.stderr)
+        guard = _Divergence(on_nan, checkpoint, start if saved is not None else None)
+        for epoch in range(start, start if stopped_by else epochs):
+            try:
+                with _reported(dist):
+                    record = _epoch(model, loss_fn, optimizer, train_loader, val_loader, l1, progress,
+                                    epoch, epochs, dist, schedule, guard)
+                    finite = guard.epoch_end(record, optimizer)
+                    for k in HISTORY_KEYS:
+                        history[k].append(record[k])
+                    schedule.epoch_end(record)
+                    stopped_by = _epoch_end(callbacks, epoch, record, dist)
+                    if checkpoint is not None and finite and (dist is None or dist.rank == 0):
+                        states, arrays = _states(callbacks)
+                        io.save(checkpoint, model, optimizer, scheduler=scheduler, arrays=arrays,
+                                epoch=epoch + 1, history=history, dropout=_dropout_state(model),
+                                callbacks=states, stopped_by=stopped_by, **(meta or {}))
+                    if dist is not None:
+                        dist.check()  # rank 0's save succeeded (or every rank raises)
+                    if checkpoint is not None and finite:
+                        guard.saved = epoch + 1  # (every rank: for its messages)
+            except KeyboardInterrupt:
+                done = f"epoch {start}" if start else "nothing yet"
+                where = "" if checkpoint is None else (
+                    f"; the last checkpoint ({checkpoint}) is intact: resume with resume=True / --resume")
+                print(f"\ninterrupted during epoch {epoch + 1} (completed: {done}){where}", file=sys.stderr)
+                raise
+            start = epoch + 1
+            if stopped_by:
+                if progress:
+                    print(f"stopped by {stopped_by} after epoch {start}", file=sys.stderr)
+                break
+        for _, cb in callbacks:  # after the last collective: an error here is an uncaught one
+            _call(cb, "on_train_end", model, history)
+        return history
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _check_fit_args(epochs, l1, on_nan, progress):
