@@ -600,6 +600,7 @@ class Normalize:
         self.table = ((np.arange(256, dtype=self.dtype) / t(255)) - t(mean)) / t(std)
 
     def sample_shape(self, shape):
+        """The shape of one transformed sample, given the raw sample shape."""
         return self.shape if self.shape is not None else tuple(shape)
 
     def __call__(self, x, out=None):

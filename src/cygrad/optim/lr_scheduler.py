@@ -442,6 +442,7 @@ class ReduceLROnPlateau(LRScheduler):
 
     @property
     def in_cooldown(self):
+        """True while the cooldown after a reduction lasts."""
         return self.cooldown_counter > 0
 
     def _is_better(self, a, best):
