@@ -420,3 +420,15 @@ def test_two_trainings_into_one_checkpoint(fake_mnist, tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_train_and_eval_the_batch_norm_cnn(fake_mnist, tmp_path, capsys):
+    ck = tmp_path / "bn.npz"
+    assert main(["train", "cnn", "--batch-norm", "--data", str(fake_mnist), "--epochs", "1",
+                 "--no-progress", "--checkpoint", str(ck)]) == 0
+    arrays, info = cg.io.read(ck)
+    assert info["meta"]["batch_norm"] is True and "model/1.running_var" in arrays
+    assert int(arrays["model/1.num_batches_tracked"]) == 8  # 256 images / 32
+    capsys.readouterr()
+    assert main(["eval", str(ck), "--data", str(fake_mnist)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
