@@ -149,11 +149,10 @@ CG_MULTIVERSION static void cg_softmax_rows_f64(const double *x, double *y, long
 CG_ADAM_PARAMS(float);
 CG_ADAM_PARAMS(double);
 
-#define CG_ADAM_BODY(T, SQRT)                                                       \
-    const T decay = c->decay, wd = c->wd, w1 = c->w1, w1c = c->w1c, beta2 = c->beta2;  \
-    const T c2 = c->c2, bc2_sqrt = c->bc2_sqrt, eps = c->eps, neg_step = c->neg_step;   \
-    const int lerp_small = c->lerp_small, decoupled = c->decoupled, l2 = c->l2;         \
-    long i;                                                                          \
+/* One loop per amsgrad setting (AMS a constant 0 or 1): with the vmax test inside one
+ * loop, GCC's unswitching of the four run-time flags gave up and the plain Adam loop
+ * lost its vectorisation (30x slower). */
+#define CG_ADAM_LOOP(T, SQRT, AMS)                                                  \
     for (i = 0; i < n; i++) {                                                        \
         T pi = p[i], gi = g[i], mi = m[i], vi = v[i];                               \
         if (decoupled) pi = pi * decay;                                              \
@@ -162,12 +161,23 @@ CG_ADAM_PARAMS(double);
         vi = vi * beta2;                                                             \
         vi = vi + c2 * gi * gi;                                                      \
         T vd = vi;                                                                   \
-        if (vmax) { T vm = vmax[i]; vm = vm > vi || vm != vm ? vm : vi;  /* NaN wins */ \
-                    vmax[i] = vm; vd = vm; }                                         \
+        if (AMS) { T vm = vmax[i]; /* NaN wins, as torch.maximum */                  \
+                   vm = ((vm > vi) | (vm != vm)) ? vm : vi; vmax[i] = vm; vd = vm; } \
         T denom = SQRT(vd) / bc2_sqrt + eps;                                         \
         p[i] = pi + neg_step * mi / denom;                                           \
         m[i] = mi;                                                                   \
         v[i] = vi;                                                                   \
+    }
+
+#define CG_ADAM_BODY(T, SQRT)                                                       \
+    const T decay = c->decay, wd = c->wd, w1 = c->w1, w1c = c->w1c, beta2 = c->beta2;  \
+    const T c2 = c->c2, bc2_sqrt = c->bc2_sqrt, eps = c->eps, neg_step = c->neg_step;   \
+    const int lerp_small = c->lerp_small, decoupled = c->decoupled, l2 = c->l2;         \
+    long i;                                                                          \
+    if (vmax) {                                                                      \
+        CG_ADAM_LOOP(T, SQRT, 1)                                                     \
+    } else {                                                                         \
+        CG_ADAM_LOOP(T, SQRT, 0)                                                     \
     }
 
 CG_MULTIVERSION static void cg_adam_f32(float *restrict p, const float *restrict g,
