@@ -45,6 +45,15 @@ def _divisors(hw, k, s, p, out, count_include_pad, divisor_override, dtype):
     return _windows(inside, k, s, out).sum(axis=2).astype(dtype)
 
 
+def _check_x(x, kernel_size, stride, padding, ceil_mode):
+    """x: a float array (N, C, H, W) with C, H, W >= 1 (torch refuses empty planes);
+    returns pool_geometry's (k, s, p, out)."""
+    float_array(x, "x")
+    check_ndim(x, 4, "x")
+    nchw_shape(x.shape, "x")
+    return pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+
+
 def _check_grad_out(grad_out, x_shape, out):
     float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
@@ -55,10 +64,8 @@ def _check_grad_out(grad_out, x_shape, out):
 
 def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False):
     """(y, indices) as torch.nn.functional.max_pool2d(..., ceil_mode, return_indices=True)."""
-    float_array(x, "x")
-    check_ndim(x, 4, "x")
-    n, c, h, w = x.shape
-    k, s, p, out = pool_geometry((h, w), kernel_size, stride, padding, ceil_mode)
+    k, s, p, out = _check_x(x, kernel_size, stride, padding, ceil_mode)
+    h, w = x.shape[2:]
     pad = _pads((h, w), k, s, p, out)
     vals = _windows(np.pad(x, pad, constant_values=-np.inf), k, s, out)
     valid = _windows(np.pad(np.ones((1, 1, h, w), bool), pad), k, s, out)
@@ -82,6 +89,8 @@ def max_pool2d_backward(grad_out, indices, x_shape):
         raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
     if indices.dtype != np.int64:
         raise TypeError(f"indices must be int64, got {indices.dtype}")
+    if not indices.flags.c_contiguous:
+        raise ValueError("indices must be C-contiguous (use numpy.ascontiguousarray)")
     check_shape(indices, grad_out.shape, "indices")
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
         raise ValueError(f"indices must lie in [0, {h * w}) (flat index in an {h}x{w} plane)")
@@ -94,9 +103,7 @@ def max_pool2d_backward(grad_out, indices, x_shape):
 def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False,
                        count_include_pad=True, divisor_override=None):
     """y as torch.nn.functional.avg_pool2d: each window's sum / its divisor (module docstring)."""
-    float_array(x, "x")
-    check_ndim(x, 4, "x")
-    k, s, p, out = pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    k, s, p, out = _check_x(x, kernel_size, stride, padding, ceil_mode)
     include_pad, override = avg_divisor(count_include_pad, divisor_override)
     win = _windows(np.pad(x, _pads(x.shape[2:], k, s, p, out)), k, s, out)
     div = _divisors(x.shape[2:], k, s, p, out, include_pad, override, x.dtype)
