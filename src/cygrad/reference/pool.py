@@ -95,8 +95,8 @@ def max_pool2d_backward(grad_out, indices, x_shape):
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
         raise ValueError(f"indices must lie in [0, {h * w}) (flat index in an {h}x{w} plane)")
     grad_x = np.zeros((n * c, h * w), grad_out.dtype)
-    planes = np.arange(n * c)[:, None]
-    np.add.at(grad_x, (planes, indices.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+    planes, nout = np.arange(n * c)[:, None], grad_out.shape[2] * grad_out.shape[3]
+    np.add.at(grad_x, (planes, indices.reshape(n * c, nout)), grad_out.reshape(n * c, nout))
     return grad_x.reshape(n, c, h, w)
 
 
