@@ -210,7 +210,7 @@ def _conv_channels(fdp, d):
 
 def _valid_conv(fdp, name, d, f, rng):
     groups, c, c_out = _conv_channels(fdp, d)
-    x, k = f(d(), c, d(3, 7), d(3, 7)), d(1, 2)
+    x, k = f(d(0), c, d(3, 7), d(3, 7)), d(1, 2)       # N = 0 too
     geometry = {"stride": d(1, 2), "padding": d(0, 1), "dilation": d(1, 2)}
     if name == "im2col":
         return [x, k], geometry
@@ -227,7 +227,7 @@ def _valid_conv(fdp, name, d, f, rng):
 def _valid_pool(fdp, name, d, f, rng):
     """kernel 1-3, stride None or 1-3, padding up to half the kernel, ceil_mode; average
     pooling: count_include_pad and divisor_override too (the backward as its forward)."""
-    x, k = f(d(), d(), d(3, 7), d(3, 7)), d(1, 3)
+    x, k = f(d(0), d(), d(3, 7), d(3, 7)), d(1, 3)     # N = 0 too
     kw = {"stride": None if fdp.ConsumeBool() else d(1, 3), "padding": d(0, k // 2),
           "ceil_mode": fdp.ConsumeBool()}
     if name.startswith("avg"):
