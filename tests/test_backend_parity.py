@@ -84,16 +84,9 @@ def load_harness():
 
 def fuzz_call(harness, seed):
     """(name, positional args, keyword args) of one fuzz input, as the harness builds it."""
-    data = SeededData(seed)
-    name = harness.NAMES[data.ConsumeIntInRange(0, len(harness.NAMES) - 1)]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")      # the harness casts inf to ints on purpose
-        if data.ConsumeIntInRange(0, 3):
-            pos, kwargs = harness._valid(data, name)
-            harness._mutate(data, pos, kwargs)
-        else:
-            pos, kwargs = harness._args(data, name)
-    return name, pos, kwargs
+        return harness.call(SeededData(seed))
 
 
 # ---- one call on both backends -------------------------------------------------------------

@@ -286,24 +286,68 @@ def _mutate(fdp, pos, kwargs):
             where[key] = FLOATS[fdp.ConsumeIntInRange(0, len(FLOATS) - 1)]
 
 
-def test_one_input(data):
-    fdp = atheris.FuzzedDataProvider(data)
+def call(fdp):
+    """(name, positional args, keyword args) of the call an input encodes: mostly a valid
+    call with targeted mutations, else every argument random."""
     name = NAMES[fdp.ConsumeIntInRange(0, len(NAMES) - 1)]
-    if fdp.ConsumeIntInRange(0, 3):          # mostly: a valid call with targeted mutations
+    if fdp.ConsumeIntInRange(0, 3):
         pos, kwargs = _valid(fdp, name)
         _mutate(fdp, pos, kwargs)
-    else:                                    # else: every argument random
+    else:
         pos, kwargs = _args(fdp, name)
+    return name, pos, kwargs
+
+
+def _run(name, pos, kwargs):
+    """The kernel's result; TypeError/ValueError/MemoryError/OverflowError pass through."""
+    with np.errstate(all="ignore"):
+        return getattr(K, name)(*pos, **kwargs)
+
+
+def test_one_input(data):
     try:
-        with np.errstate(all="ignore"):
-            getattr(K, name)(*pos, **kwargs)
+        _run(*call(atheris.FuzzedDataProvider(data)))
     except ALLOWED:
         pass
 
 
-SEEDS = [bytes(range(i, i + 64)) * 4 for i in range(0, 64, 8)]
+def _features(name, kwargs):
+    """What a call exercises: its kernel, and each keyword option set to other than its
+    default (by value; arrays as 'array')."""
+    found = {(name,)}
+    for key, value in kwargs.items():
+        param = SIGS[name].parameters.get(key)
+        if isinstance(value, np.ndarray):
+            found.add((name, key, "array"))
+        elif param is not None and (type(value) is not type(param.default)
+                                    or value != param.default):
+            found.add((name, key, repr(value)))
+    return found
+
+
+def covering_seeds(tries=5000):
+    """The starting corpus: inputs from a fixed stream of random bytes whose calls pass the
+    checks, each kept when it reaches a feature (a kernel, an option value) not reached
+    yet, so that every kernel and each of its options (groups, ceil_mode, weights,
+    ignore_index, maximize, ...) is exercised from the first run on."""
+    rng = np.random.default_rng(0)
+    seeds, covered = [], set()
+    for _ in range(tries):
+        data = rng.bytes(256)
+        name, pos, kwargs = call(atheris.FuzzedDataProvider(data))
+        new = _features(name, kwargs) - covered
+        if not new:
+            continue
+        try:
+            _run(name, pos, kwargs)
+        except ALLOWED:
+            continue
+        seeds.append(data)
+        covered |= new
+    return seeds
+
 
 if __name__ == "__main__":
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from _harness import main
-    main(test_one_input, SEEDS)
+    main(test_one_input, covering_seeds())
