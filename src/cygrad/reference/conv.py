@@ -11,6 +11,10 @@ x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside the input). Then
 conv2d is, per image, weight.reshape(C_out, -1) @ cols[n]; with groups, per image
 and group, the group's block of weight rows @ its block of cols rows (a channel's
 rows are contiguous, so a group's are too).
+
+Both backends refuse the same absurd geometry (cygrad.reference._checks: a value
+beyond 2**40, a padded plane beyond 2**31 positions, one image's column matrix
+beyond 2**60 elements) with a ValueError naming it, checked before bias and grad_out.
 """
 import numpy as np
 

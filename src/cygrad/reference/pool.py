@@ -1,7 +1,8 @@
 """2-D max and average pooling, the specification (torch.nn.functional semantics).
 
-x (N, C, H, W); kernel_size, stride (None: kernel_size), padding: int or (h, w);
-padding at most half the kernel. Output floor((H + 2p - k) / s) + 1, or with
+x (N, C, H, W) with C, H, W >= 1 (N may be 0; torch refuses empty planes);
+kernel_size, stride (None: kernel_size), padding: int or (h, w); padding at most
+half the kernel; the limits of cygrad.reference._checks (GEOMETRY_MAX, PLANE_MAX). Output floor((H + 2p - k) / s) + 1, or with
 ceil_mode=True the ceiling, less one when the last window would start past the
 top/left padding plus the input; a ceil-mode window may overhang the padded input at
 the bottom/right and is clipped there. Max-pool indices are int64, flat within each
