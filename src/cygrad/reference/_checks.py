@@ -90,6 +90,13 @@ def nchw_shape(v, name):
     return s
 
 
+def nonempty_planes(x, name):
+    """x (N, C, H, W) has C, H, W >= 1 (N may be 0), as torch's pooling input: a window
+    over an empty plane has no maximum."""
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{name} must have C, H, W >= 1 (N may be 0), got shape {x.shape}")
+
+
 def check_groups(groups):
     """groups: an int >= 1 (torch.nn.functional.conv2d's groups)."""
     if not _is_int(groups):

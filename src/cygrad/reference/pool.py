@@ -15,7 +15,7 @@ padded input (count_include_pad=True; the ceil-mode overhang does not count).
 import numpy as np
 
 from cygrad.reference._checks import (avg_divisor, check_ndim, check_shape, float_array, nchw_shape,
-                                      pool_geometry)
+                                      nonempty_planes, pool_geometry)
 
 
 def _windows(xp, k, s, out):
@@ -51,7 +51,7 @@ def _check_x(x, kernel_size, stride, padding, ceil_mode):
     returns pool_geometry's (k, s, p, out)."""
     float_array(x, "x")
     check_ndim(x, 4, "x")
-    nchw_shape(x.shape, "x")
+    nonempty_planes(x, "x")
     return pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
 
 
