@@ -37,23 +37,6 @@ HOSTILE_SCALARS = ["2", b"2", True, np.True_, None, 2 + 0j, [2.0], (2,), np.arra
                    np.array([2.0]), np.array([1.0, 2.0]), np.float32(0.5), np.int64(2),
                    fractions.Fraction(1, 2), decimal.Decimal("0.5"), -1, np.float64("nan"),
                    float("inf"), 10**400, object()]
-# Differences in kernels whose checks (cygrad.reference conv/pool/_checks and the conv and
-# pool .pyx) are being rewritten in another change; reported there, xfailed here until then.
-KNOWN_GAPS = {
-    "conv2d_forward": "kernels check the geometry before bias, the reference bias first; "
-                      "a padding beyond 2**63: kernels ValueError, the reference TypeError",
-    "conv2d_backward": "kernels check the geometry before grad_out, the reference grad_out first",
-    "im2col": "a stride or padding beyond 2**63: kernels ValueError, the reference computes "
-              "(stride) or raises TypeError (padding)",
-    "max_pool2d_forward": "H or W = 0 gives an output (different indices) instead of an error; "
-                          "a stride beyond 2**63: kernels OverflowError, the reference computes",
-    "max_pool2d_backward": "the reference accepts non-contiguous indices; an x_shape beyond "
-                           "2**63: kernels OverflowError, the reference ValueError/TypeError",
-    "avg_pool2d_forward": "a stride beyond 2**63: kernels OverflowError, the reference computes",
-    "avg_pool2d_backward": "a stride beyond 2**63: kernels OverflowError, the reference ValueError",
-}
-
-
 # ---- the harness's generator, driven by a seeded stream -----------------------------------
 
 class SeededData:
@@ -101,16 +84,9 @@ def load_harness():
 
 def fuzz_call(harness, seed):
     """(name, positional args, keyword args) of one fuzz input, as the harness builds it."""
-    data = SeededData(seed)
-    name = harness.NAMES[data.ConsumeIntInRange(0, len(harness.NAMES) - 1)]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")      # the harness casts inf to ints on purpose
-        if data.ConsumeIntInRange(0, 3):
-            pos, kwargs = harness._valid(data, name)
-            harness._mutate(data, pos, kwargs)
-        else:
-            pos, kwargs = harness._args(data, name)
-    return name, pos, kwargs
+        return harness.call(SeededData(seed))
 
 
 # ---- one call on both backends -------------------------------------------------------------
@@ -186,12 +162,9 @@ def fuzz_mismatches(seeds):
 
 
 def assert_no_gaps(found):
-    """Fail on disagreements outside KNOWN_GAPS; xfail (listing them) on the known ones."""
-    new = [text for name, text in found if name not in KNOWN_GAPS]
-    assert not new, f"{len(new)} calls differ between the backends:\n" + "\n".join(new[:40])
-    known = sorted({name for name, _ in found})
-    if known:
-        pytest.xfail("known conv/pool gaps: " + "; ".join(f"{n}: {KNOWN_GAPS[n]}" for n in known))
+    """Fail, listing them, if any calls differ between the backends."""
+    texts = [text for _, text in found]
+    assert not texts, f"{len(texts)} calls differ between the backends:\n" + "\n".join(texts[:40])
 
 
 def scalar_slots(harness, name):

@@ -364,6 +364,37 @@ def test_depthwise_nan_and_inf_as_the_spec(dtype, geometry):
         assert np.isfinite(K.conv2d_backward(g, x, w, **kw)[1]).all()
 
 
+def test_depthwise_with_a_huge_stride_runs_the_grouped_path():
+    # The depthwise scratch holds (H + 2ph) padded rows of sw column phases: 2**24 rows at a
+    # stride of 2**40 are 2**64 elements, which wrapped to 0 in C (a 16-element buffer, then
+    # writes far past it: a segfault). Scratch out of proportion to the planes now goes to
+    # the grouped im2col path, whose memory follows the output (here 16 x 1).
+    x = np.arange(1, 5, dtype=np.float32).reshape(1, 2, 2, 1)
+    w = np.full((2, 1, 1, 1), 2, np.float32)
+    kw = dict(padding=(2**23 - 1, 0), stride=(2**20, 2**40), groups=2)
+    y = K.conv2d_forward(x, w, **kw)
+    # output row oh reads input row oh * 2**20 - (2**23 - 1): row 1 at oh = 8, none elsewhere
+    want = np.zeros((1, 2, 16, 1), np.float32)
+    want[0, :, 8, 0] = 2 * x[0, :, 1, 0]
+    assert np.array_equal(y, want)
+    gx, gw, gb = K.conv2d_backward(np.ones_like(y), x, w, **kw)
+    assert np.array_equal(gx[0, :, :, 0], [[0, 2], [0, 2]])
+    assert np.array_equal(gw.ravel(), x[0, :, 1, 0]) and np.array_equal(gb, [16, 16])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_with_a_stride_beyond_the_input_matches_the_spec(dtype):
+    # stride 2**31 (found by the fuzzer): the depthwise scratch would be 2**31 x rows, the
+    # reference needs next to nothing; the grouped path computes what the reference does
+    rng = np.random.default_rng(16)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(5, 5, 4, 3), (10, 1, 2, 2), (10,)])
+    kw = dict(stride=2**31, padding=1, groups=5)
+    y = K.conv2d_forward(x, w, b, **kw)
+    close(y, R.conv2d_forward(x, w, b, **kw), dtype, 4)
+    for a, r in zip(K.conv2d_backward(np.cos(y), x, w, **kw), R.conv2d_backward(np.cos(y), x, w, **kw)):
+        close(a, r, dtype, 4)
+
+
 X = np.zeros((2, 3, 8, 8), np.float32)
 W = np.zeros((4, 3, 3, 3), np.float32)
 G = np.zeros((2, 4, 6, 6), np.float32)
@@ -410,6 +441,19 @@ BAD = [
     ("grad_out", ValueError, lambda B: B.conv2d_backward(G[:, :2].copy(), X4, W[:, :1].copy(), groups=4)),
     ("grad_out", ValueError, lambda B: B.conv2d_backward(G[..., :5].copy(), X4, W[:, :1].copy(), groups=4)),
     ("grad_out", TypeError, lambda B: B.conv2d_backward(G.astype(np.float64), X4, W[:, :1].copy(), groups=4)),
+    # the geometry is checked before bias and grad_out, on both backends
+    ("stride", ValueError, lambda B: B.conv2d_forward(X, W, np.zeros(4, np.int32), stride=0)),
+    ("padding", ValueError, lambda B: B.conv2d_backward(G.astype(bool), X, W, padding=-1)),
+    # shared limits: each value at most 2**40, the padded plane 2**31 positions, an x_shape
+    # and one image's column matrix 2**60 elements (beyond, C sizes could wrap around)
+    ("stride", ValueError, lambda B: B.conv2d_forward(X, W, stride=10**400)),
+    ("dilation", ValueError, lambda B: B.im2col(X, 1, dilation=(1, 2**40 + 1))),
+    ("kernel_size", ValueError, lambda B: B.col2im(np.zeros((2, 27, 36), np.float32), X.shape, 2**41)),
+    ("padding", ValueError, lambda B: B.conv2d_forward(X, W, padding=(2**31 - 1, 0))),
+    ("padding", ValueError, lambda B: B.im2col(X, 3, padding=2**40)),
+    ("x_shape", ValueError, lambda B: B.col2im(np.zeros((0, 9, 36), np.float32), (0, 2**40, 2**40, 1), 3)),
+    ("column matrix", ValueError,
+     lambda B: B.col2im(np.zeros((0, 2**30, 2**30), np.float32), (0, 2**30, 2**15, 2**15), 1)),
 ]
 
 
@@ -423,3 +467,13 @@ def test_bad_input(B, name, exc, call):
 def test_geometry_matches_torch_formula():
     assert conv_geometry((28, 28), 3, 1, 0, 1)[-1] == (26, 26)
     assert conv_geometry((13, 13), (3, 3), 2, 1, 2)[-1] == (6, 6)
+
+
+def test_geometry_limits_are_inclusive():
+    # 2**40 per value and a 2**31-position padded plane are accepted, one more is not
+    assert conv_geometry((1, 1), 1, 2**40, 0, 2**40)[-1] == (1, 1)
+    assert conv_geometry((2, 2), 1, 2**40, (2**15 - 1, 2**14 - 1), 1)[-1] == (1, 1)  # 2**16 x 2**15
+    with pytest.raises(ValueError, match="padding"):
+        conv_geometry((2, 2), 1, 2**40, (2**15 - 1, 2**14), 1)
+    with pytest.raises(ValueError, match="stride"):
+        conv_geometry((1, 1), 1, 2**40 + 1, 0, 1)

@@ -233,7 +233,31 @@ BAD = [
     ("divisor_override", TypeError, lambda B: B.avg_pool2d_backward(G, X.shape, 2, divisor_override="2")),
     # ceil mode changes the output size: grad_out must have the ceil-mode shape
     ("grad_out", ValueError, lambda B: B.avg_pool2d_backward(G, (2, 3, 9, 9), 2, ceil_mode=True)),
+    # empty planes: torch refuses C, H or W = 0 (an all-padding window has no maximum)
+    ("x", ValueError, lambda B: B.max_pool2d_forward(X[:, :, :0], 2, padding=1)),
+    ("x", ValueError, lambda B: B.avg_pool2d_forward(X[..., :0], 2, padding=1)),
+    ("x", ValueError, lambda B: B.max_pool2d_forward(X[:, :0], 2)),
+    ("indices", ValueError, lambda B: B.max_pool2d_backward(G, np.zeros((2, 3, 4, 8), np.int64)[..., ::2],
+                                                            X.shape)),
+    # shared limits: each value at most 2**40, the padded plane 2**31 positions (an avg
+    # divisor of 2**32 x 2**32 overflowed int64), an x_shape 2**60 elements
+    ("stride", ValueError, lambda B: B.max_pool2d_forward(X, 2, stride=10**400)),
+    ("stride", ValueError, lambda B: B.avg_pool2d_backward(G, X.shape, 2, stride=(1, 2**40 + 1))),
+    ("padding", ValueError, lambda B: B.avg_pool2d_forward(X, 2**32 + 1, padding=2**31)),
+    ("x_shape", ValueError, lambda B: B.max_pool2d_backward(G, I, (2, 3, 2**31, 2**31))),
+    ("x_shape", ValueError, lambda B: B.avg_pool2d_backward(G, (2, 3, 2**70, 8), 2)),
 ]
+
+
+@pytest.mark.parametrize("B", BACKENDS)
+def test_empty_batch(B):
+    # N = 0 is allowed (as torch), only the planes must not be empty
+    x = np.zeros((0, 3, 5, 5), np.float32)
+    y, idx = B.max_pool2d_forward(x, 2, padding=1)
+    assert y.shape == idx.shape == (0, 3, 3, 3)
+    assert B.max_pool2d_backward(y, idx, x.shape).shape == x.shape
+    a = B.avg_pool2d_forward(x, 3, stride=2, ceil_mode=True)
+    assert a.shape == (0, 3, 2, 2) and B.avg_pool2d_backward(a, x.shape, 3, stride=2, ceil_mode=True).shape == x.shape
 
 
 @pytest.mark.parametrize("B", BACKENDS)

@@ -363,15 +363,11 @@ cdef void depthwise_backward_impl(const real *gout, const real *x, const real *w
 # ---------------------------------------------------------------- Python API
 
 cdef Geom make_geom(tuple x_shape, k, s, p, d, out, Py_ssize_t groups=1):
-    """The geometry of one group's convolution (g.c = C_in / groups channels)."""
-    # Sizes are checked as Python ints first: a huge padding could make H_out*W_out (or
-    # the column buffer's size) wrap around in C and allocate a buffer that is too small.
+    """The geometry of one group's convolution (g.c = C_in / groups channels), from
+    conv_geometry(..., channels=C_in/groups): its limits (each value at most 2**40, the
+    padded plane 2**31, one image's column matrix 2**60 elements) keep every size below
+    in C from wrapping around (a wrapped buffer size allocates too little)."""
     cdef Geom g
-    rows, cols = x_shape[1] // groups * k[0] * k[1] + 1, out[0] * out[1]
-    if max(*k, *s, *p, *d, *out) > 2**40 or rows * cols > 2**60:
-        raise ValueError(f"kernel_size {k}, stride {s}, padding {p}, dilation {d} on a "
-                         f"{x_shape[2:]} input give {out} outputs and a ({rows}, {cols}) "
-                         "column matrix: too large")
     g.c, g.h, g.w = x_shape[1] // groups, x_shape[2], x_shape[3]
     g.kh, g.kw = k
     g.sh, g.sw = s
@@ -414,7 +410,8 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
     (layout in the module docstring). col2im is its adjoint."""
     cdef int t = float_array(x, "x")
     check_ndim(x, 4, "x")
-    k, s, p, d, out = conv_geometry(x.shape[2:], kernel_size, stride, padding, dilation)
+    k, s, p, d, out = conv_geometry(x.shape[2:], kernel_size, stride, padding, dilation,
+                                    channels=x.shape[1])
     cdef Geom g = make_geom(x.shape, k, s, p, d, out)
     cols = np.empty((x.shape[0], g.c * g.kh * g.kw, g.ho * g.wo), x.dtype)
     return unfold_or_fold(False, t, x, cols, &g)
@@ -426,7 +423,8 @@ def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
     cdef int t = float_array(cols, "cols")
     check_ndim(cols, 3, "cols")
     shape = nchw_shape(x_shape, "x_shape")
-    k, s, p, d, out = conv_geometry(shape[2:], kernel_size, stride, padding, dilation)
+    k, s, p, d, out = conv_geometry(shape[2:], kernel_size, stride, padding, dilation,
+                                    channels=shape[1])
     cdef Geom g = make_geom(shape, k, s, p, d, out)
     check_shape(cols, (shape[0], g.c * g.kh * g.kw, g.ho * g.wo), "cols")
     return unfold_or_fold(True, t, cols, np.empty(shape, cols.dtype), &g)
@@ -437,11 +435,40 @@ cdef void *data_or_null(x):
     return NULL if x is None else array_data(x)
 
 
+# The depthwise path pads each plane into per-thread scratch (its rows in sw column
+# phases, and in the backward pass two more planes). Where padding or stride make that
+# scratch far larger than the planes a call reads and writes (absurd geometry such as a
+# stride of 2**31: sw phases of one element), the grouped im2col path runs instead, its
+# memory in proportion to the output, as the reference's.
+cdef Py_ssize_t DW_SCRATCH_RATIO = 8
+cdef Py_ssize_t DW_SCRATCH_SLACK = 1 << 16
+
+
+cdef tuple scratch_layout(const Geom *g, bint backward, bint spread):
+    """(plen, gpad, gs, size) of one thread's depthwise scratch (DW's comment) as Python
+    ints: with a stride near 2**40, (H + 2ph) rows of sw*plen columns overflow a Py_ssize_t."""
+    plen = (g.w + 2 * g.pw + g.sw - 1) // g.sw       # padded columns per phase
+    gpad = (g.h + 2 * g.ph) * (g.sw * plen) + CG_DW_SLACK   # plen is a Python int
+    gs = gpad + (g.ho * CG_DW_ROW(g.wo) + CG_DW_SLACK if backward else 0)
+    rows, cols = g.h + (g.kh - 1) * g.dh, g.w + (g.kw - 1) * g.dw
+    return plen, gpad, gs, gs + (rows * cols + CG_DW_SLACK if spread else 0)
+
+
+cdef bint is_depthwise(x, Py_ssize_t groups, const Geom *g, bint backward,
+                       bint spread) except -1:
+    """groups == C_in > 1, and the depthwise scratch in proportion to the planes."""
+    if groups == 1 or groups != x.shape[1]:
+        return False
+    size = scratch_layout(g, backward, spread)[3]
+    return size <= DW_SCRATCH_RATIO * (g.h * g.w + g.ho * g.wo) + DW_SCRATCH_SLACK
+
+
 cdef DW depthwise_plan(const Geom *g, bint backward, bint spread, offsets) except *:
-    """The geometry of a depthwise call (DW's comment); offsets: a list that receives
-    the two tap-offset tables (int arrays the caller keeps alive while DW is in use)."""
+    """The geometry of a depthwise call (DW's comment), is_depthwise having bounded its
+    scratch; offsets: a list that receives the two tap-offset tables (int arrays the
+    caller keeps alive while DW is in use)."""
     cdef DW dw
-    dw.plen = (g.w + 2 * g.pw + g.sw - 1) // g.sw       # padded columns per phase
+    dw.plen, dw.gpad, dw.gs, dw.size = scratch_layout(g, backward, spread)
     i, j = np.divmod(np.arange(g.kh * g.kw), g.kw)
     # tap (i, j) of the forward pass: row i*dh, phase (j*dw) % sw, element (j*dw) // sw
     fwd = np.ascontiguousarray(i * g.dh * g.sw * dw.plen + j * g.dw % g.sw * dw.plen
@@ -454,14 +481,6 @@ cdef DW depthwise_plan(const Geom *g, bint backward, bint spread, offsets) excep
     dw.fwd.pcols, dw.fwd.off = g.sw * dw.plen, <const Py_ssize_t *>array_data(fwd)
     dw.tr.ho, dw.tr.wo, dw.tr.sh, dw.tr.kk = g.h, g.w, 1, g.kh * g.kw
     dw.tr.pcols, dw.tr.off = dw.cols, <const Py_ssize_t *>array_data(tr)
-    # scratch: each plane followed by CG_DW_SLACK elements (whole-vector reads)
-    dw.gpad = (g.h + 2 * g.ph) * dw.fwd.pcols + CG_DW_SLACK
-    dw.gs = dw.gpad + (g.ho * CG_DW_ROW(g.wo) + CG_DW_SLACK if backward else 0)
-    size = dw.gs + (dw.rows * dw.cols + CG_DW_SLACK if spread else 0)
-    if size > 2**40:
-        raise ValueError(f"padding {(g.ph, g.pw)} on a {(g.h, g.w)} input: padded planes of "
-                         f"{size} elements are too large")
-    dw.size = size
     return dw
 
 
@@ -529,17 +548,15 @@ cdef tuple depthwise_backward(int t, grad_out, x, weight, bint want_x, const Geo
 
 
 cdef tuple check_conv(x, weight, stride, padding, dilation, groups):
-    """Validate x, weight and groups; return (dtype number, groups, (k, s, p, d, out))."""
+    """Validate x, weight, groups and the geometry (in the reference's order); return
+    (dtype number, groups, (k, s, p, d, out))."""
     cdef int t = float_array(x, "x")
     same_dtype(float_array(weight, "weight"), t, weight, "weight", "x")
     check_ndim(x, 4, "x")
     check_ndim(weight, 4, "weight")
     groups = check_conv_weight(x, weight, groups)
-    return t, groups, conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-
-
-cdef bint is_depthwise(x, Py_ssize_t groups):
-    return groups > 1 and groups == x.shape[1]
+    return t, groups, conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation,
+                                    channels=x.shape[1] // groups)
 
 
 def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1):
@@ -557,7 +574,7 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
         same_dtype(float_array(bias, "bias"), t, bias, "bias", "x")
         check_shape(bias, (cout,), "bias")
     cdef Geom g = make_geom(x.shape, k, s, p, d, out, G)
-    if is_depthwise(x, G):
+    if is_depthwise(x, G, &g, False, False):
         return depthwise_forward(t, x, weight, bias, &g)
     cdef Py_ssize_t K = g.c * g.kh * g.kw, L = g.ho * g.wo, kb = K
     wext = weight
@@ -609,7 +626,7 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     cdef Py_ssize_t K = g.c * g.kh * g.kw, L = g.ho * g.wo
     check_shape(grad_out, (n, cout, g.ho, g.wo), "grad_out")
     cdef bint want_x = bool(input_grad)
-    if is_depthwise(x, G):
+    if is_depthwise(x, G, &g, True, want_x):
         return depthwise_backward(t, grad_out, x, weight, want_x, &g)
     cdef int nt = threads_for(<double>n * cout * K * L * (3 if want_x else 2))
     # partial slots: a few per thread, within a memory budget (schedule only)

@@ -14,7 +14,8 @@ from cython.parallel cimport prange
 
 from cygrad._runtime cimport num_threads
 from cygrad.kernels._checks cimport array_data, check_ndim, float_array
-from cygrad.reference._checks import avg_divisor, check_shape, nchw_shape, pool_geometry
+from cygrad.reference._checks import (avg_divisor, check_shape, nchw_shape, nonempty_planes,
+                                      pool_geometry)
 
 cnp.import_array()
 
@@ -205,6 +206,7 @@ cdef tuple parse_x(x, kernel_size, stride, padding, ceil_mode, count_include_pad
                    divisor_override=None):
     cdef int t = float_array(x, "x")
     check_ndim(x, 4, "x")
+    nonempty_planes(x, "x")
     k, s, p, out = pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
     include_pad, override = avg_divisor(count_include_pad, divisor_override)
     return t, make_pool(x.shape[2], x.shape[3], k, s, p, out, include_pad, override)

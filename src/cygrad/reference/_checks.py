@@ -39,6 +39,15 @@ def overlaps(x, y):
 
 
 # ---- geometry of convolution and pooling (shared by both backends: pure Python, no arrays)
+#
+# Limits both backends apply, so that they refuse the same absurd geometry with the same
+# ValueError instead of each failing its own way (C index arithmetic wrapping around,
+# OverflowError from a C conversion, NumPy refusing a padded copy): torch has none of
+# these, but nothing beyond them fits in memory.
+GEOMETRY_MAX = 2**40    # a kernel size, stride, padding or dilation
+PLANE_MAX = 2**31       # positions of a padded input plane (H + 2ph) x (W + 2pw)
+SIZE_MAX = 2**60        # elements of an x_shape, or of one image's column matrix
+
 
 def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
@@ -54,17 +63,38 @@ def int_pair(v, name, minimum):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     if p[0] < minimum or p[1] < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+    if max(p) > GEOMETRY_MAX:
+        raise ValueError(f"{name} {v!r} is too large (at most 2**40)")
     return p
 
 
+def _padded_plane(hw, p):
+    """(H + 2ph, W + 2pw), at most PLANE_MAX positions."""
+    padded = (hw[0] + 2 * p[0], hw[1] + 2 * p[1])
+    if padded[0] * padded[1] > PLANE_MAX:
+        raise ValueError(f"padding {p} on a {tuple(hw)} input: the padded input {padded} has "
+                         "more than 2**31 positions: too large")
+    return padded
+
+
 def nchw_shape(v, name):
-    """A 4-tuple of ints (N, C, H, W), N >= 0 and the others >= 1."""
+    """A 4-tuple of ints (N, C, H, W), N >= 0 and the others >= 1 (as torch's pooling
+    input), of at most SIZE_MAX elements (N counted as 1 when 0)."""
     if not (isinstance(v, (tuple, list)) and len(v) == 4 and all(_is_int(e) for e in v)):
         raise TypeError(f"{name} must be a tuple of 4 ints (N, C, H, W), got {v!r}")
     s = tuple(int(e) for e in v)
     if s[0] < 0 or min(s[1:]) < 1:
         raise ValueError(f"{name} must have N >= 0 and C, H, W >= 1, got {s}")
+    if max(s[0], 1) * s[1] * s[2] * s[3] > SIZE_MAX:
+        raise ValueError(f"{name} {s} is too large (more than 2**60 elements)")
     return s
+
+
+def nonempty_planes(x, name):
+    """x (N, C, H, W) has C, H, W >= 1 (N may be 0), as torch's pooling input: a window
+    over an empty plane has no maximum."""
+    if 0 in x.shape[1:]:
+        raise ValueError(f"{name} must have C, H, W >= 1 (N may be 0), got shape {x.shape}")
 
 
 def check_groups(groups):
@@ -94,20 +124,27 @@ def check_conv_weight(x, weight, groups=1):
     return groups
 
 
-def conv_geometry(hw, kernel_size, stride, padding, dilation):
+def conv_geometry(hw, kernel_size, stride, padding, dilation, channels=None):
     """Parse conv arguments; return (k, s, p, d, (H_out, W_out)), each a (h, w) pair.
 
-    Output size as torch.nn.Conv2d: floor((H + 2p - d*(k-1) - 1) / s) + 1.
+    Output size as torch.nn.Conv2d: floor((H + 2p - d*(k-1) - 1) / s) + 1. With channels
+    (input channels per group), one image's column matrix, channels*KH*KW + 1 rows (the
+    kernels' row of ones for the bias) by H_out*W_out, must have at most SIZE_MAX elements.
     """
     k = int_pair(kernel_size, "kernel_size", 1)
     s = int_pair(stride, "stride", 1)
     p = int_pair(padding, "padding", 0)
     d = int_pair(dilation, "dilation", 1)
-    out = tuple((hw[i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
+    padded = _padded_plane(hw, p)
+    out = tuple((padded[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(2))
     if min(out) < 1:
-        raise ValueError(
-            f"kernel_size {k} (dilation {d}) is larger than the padded input "
-            f"{(hw[0] + 2 * p[0], hw[1] + 2 * p[1])}: no output")
+        raise ValueError(f"kernel_size {k} (dilation {d}) is larger than the padded input "
+                         f"{padded}: no output")
+    rows = 0 if channels is None else channels * k[0] * k[1] + 1
+    if rows * out[0] * out[1] > SIZE_MAX:
+        raise ValueError(f"kernel_size {k}, stride {s}, padding {p}, dilation {d} on a "
+                         f"{tuple(hw)} input give {out} outputs and a ({rows}, "
+                         f"{out[0] * out[1]}) column matrix: too large")
     return k, s, p, d, out
 
 
@@ -141,9 +178,9 @@ def pool_geometry(hw, kernel_size, stride, padding, ceil_mode=False):
     ceil_mode = _check_bool(ceil_mode, "ceil_mode")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"padding {p} must be at most half of kernel_size {k}")
-    if hw[0] + 2 * p[0] < k[0] or hw[1] + 2 * p[1] < k[1]:
-        raise ValueError(f"kernel_size {k} is larger than the padded input "
-                         f"{(hw[0] + 2 * p[0], hw[1] + 2 * p[1])}: no output")
+    padded = _padded_plane(hw, p)
+    if padded[0] < k[0] or padded[1] < k[1]:
+        raise ValueError(f"kernel_size {k} is larger than the padded input {padded}: no output")
     out = tuple(_pool_size(hw[i], k[i], s[i], p[i], ceil_mode) for i in range(2))
     return k, s, p, out
 

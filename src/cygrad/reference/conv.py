@@ -11,6 +11,10 @@ x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] (0 outside the input). Then
 conv2d is, per image, weight.reshape(C_out, -1) @ cols[n]; with groups, per image
 and group, the group's block of weight rows @ its block of cols rows (a channel's
 rows are contiguous, so a group's are too).
+
+Both backends refuse the same absurd geometry (cygrad.reference._checks: a value
+beyond 2**40, a padded plane beyond 2**31 positions, one image's column matrix
+beyond 2**60 elements) with a ValueError naming it, checked before bias and grad_out.
 """
 import numpy as np
 
@@ -23,16 +27,10 @@ def _tap(i, d, s, n_out):
     return slice(i * d, i * d + s * (n_out - 1) + 1, s)
 
 
-def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
-    """Unfold x (N, C, H, W) into cols (N, C*KH*KW, H_out*W_out), as torch's F.unfold.
-
-    See the module docstring for the layout. col2im is its adjoint.
-    """
-    float_array(x, "x")
-    check_ndim(x, 4, "x")
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = conv_geometry(
-        (h, w), kernel_size, stride, padding, dilation)
+def _unfold(x, geometry):
+    """cols (N, C*KH*KW, H_out*W_out) of x (module docstring), geometry already checked."""
+    n, c = x.shape[:2]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = geometry
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     cols = np.empty((n, c, kh, kw, ho, wo), x.dtype)
     for i in range(kh):
@@ -41,15 +39,10 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
     return cols.reshape(n, c * kh * kw, ho * wo)
 
 
-def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
-    """Fold cols (N, C*KH*KW, H_out*W_out) back to (N, C, H, W), summing overlapping
-    patches: the adjoint of im2col (<im2col(x), c> == <x, col2im(c)>), as torch's F.fold."""
-    float_array(cols, "cols")
-    check_ndim(cols, 3, "cols")
-    n, c, h, w = nchw_shape(x_shape, "x_shape")
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = conv_geometry(
-        (h, w), kernel_size, stride, padding, dilation)
-    check_shape(cols, (n, c * kh * kw, ho * wo), "cols")
+def _fold(cols, x_shape, geometry):
+    """The adjoint of _unfold: cols back to x_shape, overlapping patches summed."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = geometry
     c6 = cols.reshape(n, c, kh, kw, ho, wo)
     xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
     for i in range(kh):
@@ -58,13 +51,39 @@ def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
     return np.ascontiguousarray(xp[:, :, ph:ph + h, pw:pw + w])
 
 
-def _check_conv(x, weight, groups):
+def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Unfold x (N, C, H, W) into cols (N, C*KH*KW, H_out*W_out), as torch's F.unfold.
+
+    See the module docstring for the layout. col2im is its adjoint.
+    """
+    float_array(x, "x")
+    check_ndim(x, 4, "x")
+    return _unfold(x, conv_geometry(x.shape[2:], kernel_size, stride, padding, dilation,
+                                    channels=x.shape[1]))
+
+
+def col2im(cols, x_shape, kernel_size, *, stride=1, padding=0, dilation=1):
+    """Fold cols (N, C*KH*KW, H_out*W_out) back to (N, C, H, W), summing overlapping
+    patches: the adjoint of im2col (<im2col(x), c> == <x, col2im(c)>), as torch's F.fold."""
+    float_array(cols, "cols")
+    check_ndim(cols, 3, "cols")
+    n, c, h, w = nchw_shape(x_shape, "x_shape")
+    geometry = conv_geometry((h, w), kernel_size, stride, padding, dilation, channels=c)
+    (kh, kw), _, _, _, (ho, wo) = geometry
+    check_shape(cols, (n, c * kh * kw, ho * wo), "cols")
+    return _fold(cols, (n, c, h, w), geometry)
+
+
+def _check_conv(x, weight, groups, stride, padding, dilation):
+    """x, weight, groups and the geometry, in the kernels' order; (groups, geometry)."""
     float_array(x, "x")
     float_array(weight, "weight")
     same_dtype(weight, "weight", x, "x")
     check_ndim(x, 4, "x")
     check_ndim(weight, 4, "weight")
-    return check_conv_weight(x, weight, groups)
+    groups = check_conv_weight(x, weight, groups)
+    return groups, conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation,
+                                 channels=x.shape[1] // groups)
 
 
 def _grouped(a, groups):
@@ -79,20 +98,19 @@ def conv2d_forward(x, weight, bias=None, *, stride=1, padding=0, dilation=1, gro
     returns y (N, C_out, H_out, W_out) of x's dtype. Group g's outputs are its weight
     rows @ its cols rows (module docstring).
     """
-    groups = _check_conv(x, weight, groups)
+    groups, geometry = _check_conv(x, weight, groups, stride, padding, dilation)
     if bias is not None:
         float_array(bias, "bias")
         same_dtype(bias, "bias", x, "x")
         check_shape(bias, (weight.shape[0],), "bias")
     n, c_out = x.shape[0], weight.shape[0]
-    cols = im2col(x, weight.shape[2:], stride=stride, padding=padding, dilation=dilation)
+    cols = _unfold(x, geometry)
     # (G, C_out/G, K/G) @ (N, G, K/G, L) -> (N, C_out, H_out*W_out)
     y = (weight.reshape(groups, c_out // groups, -1) @ _grouped(cols, groups)).reshape(
         n, c_out, cols.shape[2])
     if bias is not None:
         y += bias[:, None]
-    _, _, _, _, (ho, wo) = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
-    return np.ascontiguousarray(y.reshape(n, c_out, ho, wo))
+    return np.ascontiguousarray(y.reshape((n, c_out) + geometry[-1]))
 
 
 def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, groups=1,
@@ -104,22 +122,20 @@ def conv2d_backward(grad_out, x, weight, *, stride=1, padding=0, dilation=1, gro
     grad_x = col2im(W^T @ g[n]) (skipped, None, when input_grad is False); with
     groups, each group's blocks of g, cols and W rows alone.
     """
-    groups = _check_conv(x, weight, groups)
+    groups, geometry = _check_conv(x, weight, groups, stride, padding, dilation)
     float_array(grad_out, "grad_out")
     same_dtype(grad_out, "grad_out", x, "x")
     check_ndim(grad_out, 4, "grad_out")
-    kwargs = dict(stride=stride, padding=padding, dilation=dilation)
     n, c_out = x.shape[0], weight.shape[0]
-    _, _, _, _, (ho, wo) = conv_geometry(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    ho, wo = geometry[-1]
     check_shape(grad_out, (n, c_out, ho, wo), "grad_out")
     g = grad_out.reshape(n, c_out, ho * wo)
-    cols = im2col(x, weight.shape[2:], **kwargs)
+    cols = _unfold(x, geometry)
     grad_b = g.sum(axis=(0, 2))
     gg, cg = _grouped(g, groups), _grouped(cols, groups)     # (N, G, rows, L) blocks
     grad_w = (gg @ cg.transpose(0, 1, 3, 2)).sum(axis=0).reshape(weight.shape)
     grad_x = None
     if input_grad:
         wg = weight.reshape(groups, c_out // groups, -1)
-        grad_x = col2im((wg.transpose(0, 2, 1) @ gg).reshape(cols.shape), x.shape,
-                        weight.shape[2:], **kwargs)
+        grad_x = _fold((wg.transpose(0, 2, 1) @ gg).reshape(cols.shape), x.shape, geometry)
     return grad_x, np.ascontiguousarray(grad_w), np.ascontiguousarray(grad_b)

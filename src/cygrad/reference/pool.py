@@ -1,7 +1,8 @@
 """2-D max and average pooling, the specification (torch.nn.functional semantics).
 
-x (N, C, H, W); kernel_size, stride (None: kernel_size), padding: int or (h, w);
-padding at most half the kernel. Output floor((H + 2p - k) / s) + 1, or with
+x (N, C, H, W) with C, H, W >= 1 (N may be 0; torch refuses empty planes);
+kernel_size, stride (None: kernel_size), padding: int or (h, w); padding at most
+half the kernel; the limits of cygrad.reference._checks (GEOMETRY_MAX, PLANE_MAX). Output floor((H + 2p - k) / s) + 1, or with
 ceil_mode=True the ceiling, less one when the last window would start past the
 top/left padding plus the input; a ceil-mode window may overhang the padded input at
 the bottom/right and is clipped there. Max-pool indices are int64, flat within each
@@ -14,7 +15,7 @@ padded input (count_include_pad=True; the ceil-mode overhang does not count).
 import numpy as np
 
 from cygrad.reference._checks import (avg_divisor, check_ndim, check_shape, float_array, nchw_shape,
-                                      pool_geometry)
+                                      nonempty_planes, pool_geometry)
 
 
 def _windows(xp, k, s, out):
@@ -45,6 +46,15 @@ def _divisors(hw, k, s, p, out, count_include_pad, divisor_override, dtype):
     return _windows(inside, k, s, out).sum(axis=2).astype(dtype)
 
 
+def _check_x(x, kernel_size, stride, padding, ceil_mode):
+    """x: a float array (N, C, H, W) with C, H, W >= 1 (torch refuses empty planes);
+    returns pool_geometry's (k, s, p, out)."""
+    float_array(x, "x")
+    check_ndim(x, 4, "x")
+    nonempty_planes(x, "x")
+    return pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+
+
 def _check_grad_out(grad_out, x_shape, out):
     float_array(grad_out, "grad_out")
     check_ndim(grad_out, 4, "grad_out")
@@ -55,10 +65,8 @@ def _check_grad_out(grad_out, x_shape, out):
 
 def max_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False):
     """(y, indices) as torch.nn.functional.max_pool2d(..., ceil_mode, return_indices=True)."""
-    float_array(x, "x")
-    check_ndim(x, 4, "x")
-    n, c, h, w = x.shape
-    k, s, p, out = pool_geometry((h, w), kernel_size, stride, padding, ceil_mode)
+    k, s, p, out = _check_x(x, kernel_size, stride, padding, ceil_mode)
+    h, w = x.shape[2:]
     pad = _pads((h, w), k, s, p, out)
     vals = _windows(np.pad(x, pad, constant_values=-np.inf), k, s, out)
     valid = _windows(np.pad(np.ones((1, 1, h, w), bool), pad), k, s, out)
@@ -82,21 +90,21 @@ def max_pool2d_backward(grad_out, indices, x_shape):
         raise TypeError(f"indices must be a numpy.ndarray, got {type(indices).__name__}")
     if indices.dtype != np.int64:
         raise TypeError(f"indices must be int64, got {indices.dtype}")
+    if not indices.flags.c_contiguous:
+        raise ValueError("indices must be C-contiguous (use numpy.ascontiguousarray)")
     check_shape(indices, grad_out.shape, "indices")
     if indices.size and (indices.min() < 0 or indices.max() >= h * w):
         raise ValueError(f"indices must lie in [0, {h * w}) (flat index in an {h}x{w} plane)")
     grad_x = np.zeros((n * c, h * w), grad_out.dtype)
-    planes = np.arange(n * c)[:, None]
-    np.add.at(grad_x, (planes, indices.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+    planes, nout = np.arange(n * c)[:, None], grad_out.shape[2] * grad_out.shape[3]
+    np.add.at(grad_x, (planes, indices.reshape(n * c, nout)), grad_out.reshape(n * c, nout))
     return grad_x.reshape(n, c, h, w)
 
 
 def avg_pool2d_forward(x, kernel_size, *, stride=None, padding=0, ceil_mode=False,
                        count_include_pad=True, divisor_override=None):
     """y as torch.nn.functional.avg_pool2d: each window's sum / its divisor (module docstring)."""
-    float_array(x, "x")
-    check_ndim(x, 4, "x")
-    k, s, p, out = pool_geometry(x.shape[2:], kernel_size, stride, padding, ceil_mode)
+    k, s, p, out = _check_x(x, kernel_size, stride, padding, ceil_mode)
     include_pad, override = avg_divisor(count_include_pad, divisor_override)
     win = _windows(np.pad(x, _pads(x.shape[2:], k, s, p, out)), k, s, out)
     div = _divisors(x.shape[2:], k, s, p, out, include_pad, override, x.dtype)
