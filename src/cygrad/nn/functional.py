@@ -531,12 +531,19 @@ def _class_targets(fn, input, target):
 def _class_loss(fn, kernel, node, input, target, weight, reduction, **opts):
     _no_grad_for(fn, "the target", target)
     x = _in(input)
-    rows, t, row_shape, back = _class_targets(fn, x, target)
-    w = _as_dtype_of(fn, "weight", weight, x.data)
+    xd, t = x.data, target
+    if type(t) is np.ndarray and t.dtype == np.int64 and t.ndim == 1 and xd.ndim == 2 and \
+            t.flags.c_contiguous and xd.flags.c_contiguous:  # the usual (N, C) call, as is
+        rows, row_shape, back = xd, xd.shape[:1], None
+    else:
+        rows, t, row_shape, back = _class_targets(fn, x, target)
+    w = None if weight is None else _as_dtype_of(fn, "weight", weight, xd)
     loss, grad = getattr(backend.current(), kernel)(rows, t, reduction=reduction, weight=w, **opts)
-    back = back or (lambda g: g)
     if reduction != "none":
+        if back is None:
+            return _loss_output(node, loss, grad, x, _scaled)
         return _loss_output(node, loss, grad, x, lambda grad, g: back(_scaled(grad, g)))
+    back = back or (lambda g: g)
     # per-row losses in the target's layout; the gradient scales row by row
     return _loss_output(node, loss.reshape(row_shape), grad, x,
                         lambda grad, g: back(grad * np.reshape(g, (-1, 1))))

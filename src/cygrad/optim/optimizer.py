@@ -18,6 +18,7 @@ runs on each run of adjacent trainable parameters (one call per group when none 
 As in torch each parameter counts its own steps (state_dict()['state'][i]['step']).
 """
 import math
+import operator
 import warnings
 
 import numpy as np
@@ -51,6 +52,7 @@ class Optimizer:
         self.state = {}  # name -> flat buffer laid out as the data buffer
         self.step_count = 0  # calls of step()
         self._params, self._steps = [], []
+        self._validated = None  # the groups' values when last checked (see _validate_groups)
         for group in _as_groups(params):
             self._append_group(group)
         self._layout()
@@ -131,6 +133,7 @@ class Optimizer:
         params = [p for g in self.param_groups for p in g["params"]]
         if not params:
             raise ValueError("optimizer got an empty parameter list")
+        self._validated = None
         old_total = self._offsets[-1] if self._params else 0
         self._data, self._grad = flatten(params)
         self._params = params
@@ -221,9 +224,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._check_fresh()
-        for group in self.param_groups:  # all valid before any group moves
-            self._check_group(group)
-        self._ensure_state()
+        self._validate_groups()
         F = backend.current()
         moved = []
         for group, span in zip(self.param_groups, self._spans):
@@ -234,6 +235,18 @@ class Optimizer:
         self.step_count += 1
         bump_versions(moved)  # a graph recorded before must not backward through them
         return loss
+
+    def _validate_groups(self):
+        """Check every group (all valid before any group moves) and allocate the state
+        they need, unless no hyperparameter changed since the last check (the usual
+        step: one tuple comparison per group)."""
+        signature = [tuple(g.values()) for g in self.param_groups]
+        if signature == self._validated:
+            return
+        for group in self.param_groups:
+            self._check_group(group)
+        self._ensure_state()
+        self._validated = [tuple(g.values()) for g in self.param_groups]  # (values normalised)
 
     # -- runs of trainable parameters -----------------------------------------------------
     def _next_steps(self, group, first, last):
@@ -251,9 +264,9 @@ class Optimizer:
         if first == last:
             return []  # an empty group (torch allows one)
         steps = self._next_steps(group, first, last)
+        if steps.count(steps[0]) == len(steps) and all(map(_trainable, group["params"])):
+            return [(first, last, None if whole else whole_slice, steps[0])]  # the usual case
         trainable = [p.requires_grad for p in self._params[first:last]]
-        if all(trainable) and steps.count(steps[0]) == len(steps):  # the usual case
-            return [(first, last, None if whole else whole_slice, steps[0])]
         runs, offsets = [], self._offsets
         for i, (step, on) in enumerate(zip(steps, trainable), start=first):
             if not on:
@@ -327,6 +340,7 @@ class Optimizer:
         entries = self._loaded_entries(state_dict.get("state", {}), order)
         self._check_complete(groups, entries)
         self.param_groups = groups  # from here on nothing raises
+        self._validated = None
         self._restore(entries)
         self.step_count = int(state_dict.get("step_count", max(self._steps, default=0)))
 
@@ -457,6 +471,9 @@ def _as_groups(params):
     if not isinstance(params[0], dict):
         params = [{"params": params}]
     return params
+
+
+_trainable = operator.attrgetter("requires_grad")
 
 
 def _split_names(params):
