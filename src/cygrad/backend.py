@@ -55,7 +55,10 @@ def get_backend():
 
 def current():
     """The active backend's module (cygrad.kernels or cygrad.reference)."""
-    return _state.module or _module(_state.name)
+    module = _state.module
+    if module is None:  # a thread on the default, before its first use: import it once
+        module = _State.module = _module(_State.name)
+    return module
 
 
 @contextlib.contextmanager

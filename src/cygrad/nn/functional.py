@@ -37,6 +37,22 @@ def _c(a, dtype=None):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+_ONES = {}
+
+
+def _ones(n, dtype):
+    """A read-only (1, n) row of ones (the bias gradient's GEMM operand), made once per
+    size and dtype."""
+    key = (n, dtype.char)
+    row = _ONES.get(key)
+    if row is None:
+        row = np.ones((1, n), dtype)
+        row.flags.writeable = False
+        if len(_ONES) < 64:  # a few batch sizes in practice; never grows without bound
+            _ONES[key] = row
+    return row
+
+
 def _same_dtype(fn, a, a_name, b, b_name):
     if a.dtype != b.dtype:
         raise TypeError(f"{fn}: {a_name} has dtype {a.dtype}, {b_name} has dtype {b.dtype}")
@@ -115,7 +131,7 @@ def linear(input, weight, bias=None):
             else:
                 gw = K.matmul(g, x2, trans_a=True)
         if need_b:  # db += column sums of g, as a GEMM with a row of ones
-            ones = np.ones((1, n), g.dtype)
+            ones = _ones(n, g.dtype)
             buf = buffer_grad(b)
             if buf is not None:
                 K.matmul(ones, g, beta=1.0, out=buf.reshape(1, out_f))
