@@ -9,6 +9,12 @@ import pytest
 
 HERE = Path(__file__).resolve()
 
+# The tests ask for thread counts and must get them: a test comparing 1 and 2 threads
+# proves nothing if a busy machine made both runs single-threaded. cygrad's adaptive
+# team size (csrc/cg_contention.h) is off here (set before cygrad is imported, also for
+# the subprocesses tests start); tests/test_contention.py turns it on where it is tested.
+os.environ.setdefault("CYGRAD_ADAPTIVE_THREADS", "0")
+
 
 def mnist_candidates():
     """$CYGRAD_DATA, else the shared/datasets/mnist folder beside the checkout."""

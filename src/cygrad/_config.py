@@ -42,6 +42,7 @@ def config():
         "num_threads": get_num_threads(),
         "cpu_count": os.cpu_count(),
         "malloc": _malloc.status,
+        "adaptive_threads": _runtime.adaptive_threads()[0],
     }
 
 
@@ -56,5 +57,6 @@ def show_config(file=None):
         f"  isa           {c['isa']} (supported: {', '.join(c['isa_supported'])})",
         f"  threads       {c['num_threads']} (of {c['cpu_count']} CPUs)",
         f"  malloc        {c['malloc']}",
+        f"  contention    {'team capped at the CPUs other processes leave free' if c['adaptive_threads'] else 'off (CYGRAD_ADAPTIVE_THREADS=0)'}",
     ]
     print("\n".join(lines), file=file or sys.stdout)

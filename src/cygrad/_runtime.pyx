@@ -1,6 +1,12 @@
 # cython: language_level=3
 """OpenMP runtime settings shared by all compiled kernels.
 
+Contention. A kernel's team is capped at the CPUs that other processes leave free
+(csrc/cg_contention.h: runnable tasks from /proc, probed every 50 ms): a fork-join
+region with a thread that shares its core with a busy process waits whole time slices,
+so on a crowded machine fewer threads are faster. Results do not change (kernels are
+bitwise identical for any thread count). CYGRAD_ADAPTIVE_THREADS=0 turns it off.
+
 Thread count. cygrad keeps one process-wide count (OpenMP's own setting is per
 calling thread, so a count set from the main thread would not reach kernels
 called from other Python threads), and each OS thread may override it for
@@ -75,10 +81,20 @@ cdef extern from *:
     void cg_mark_pool_used() nogil
     int cg_register_atfork()
 
+cdef extern from "cg_contention.h" nogil:
+    void cg_contention_init(int enabled)
+    int cg_team_size(int wanted)
+    int cg_free_cpus()
+    int cg_adaptive
+    int cg_cpus
+
 cdef int _nthreads = omp_get_max_threads()
 
 if cg_register_atfork() != 0:
     raise ImportError("cygrad: pthread_atfork failed: cannot make forked processes safe")
+
+import os as _os
+cg_contention_init(_os.environ.get("CYGRAD_ADAPTIVE_THREADS", "1") not in ("0", "no", "false"))
 
 
 cdef inline int _requested() noexcept nogil:
@@ -89,13 +105,15 @@ cdef inline int _requested() noexcept nogil:
 
 cdef int num_threads() noexcept nogil:
     """Team size for a kernel called from this thread: its override or the process-wide
-    count, capped by OpenMP's limit; 1 in a child forked after multi-threaded work."""
+    count, capped by OpenMP's limit and by the CPUs other processes leave free
+    (csrc/cg_contention.h); 1 in a child forked after multi-threaded work."""
     cdef int n = _requested()
     cdef int m
     if cg_serial_after_fork or n < 2:
         return 1
     m = omp_get_max_threads()
     n = n if n < m else m
+    n = cg_team_size(n)
     if n > 1:
         cg_mark_pool_used()
     return n
@@ -104,6 +122,12 @@ cdef int num_threads() noexcept nogil:
 def openmp_enabled():
     """True when the extensions were built with OpenMP."""
     return bool(CG_HAVE_OPENMP)
+
+
+def adaptive_threads():
+    """(on, CPUs we may use, CPUs other processes leave free now): the team of a kernel is
+    capped at the free CPUs when on (CYGRAD_ADAPTIVE_THREADS=0 turns it off)."""
+    return bool(cg_adaptive), int(cg_cpus), int(min(cg_free_cpus(), cg_cpus))
 
 
 def serial_after_fork():
