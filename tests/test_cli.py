@@ -432,3 +432,17 @@ def test_train_and_eval_the_batch_norm_cnn(fake_mnist, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(ck), "--data", str(fake_mnist)]) == 0
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_bench_measures_each_library_in_its_own_process():
+    """`cygrad bench` never imports torch into the measuring process: in one process the
+    two libraries would share torch's OpenMP runtime (issue 16)."""
+    pytest.importorskip("torch")
+    code = ("import sys, json\nfrom cygrad import benchmark\n"
+            "rows = benchmark.run(('mlp',), (8,), (1,), steps=1, repeats=1, rounds=1,"
+            " impls=('cygrad', 'torch'), progress=False)\n"
+            "print(json.dumps(['torch' in sys.modules, rows[0]['cygrad_train'] > 0,"
+            " rows[0]['torch_train'] > 0]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=SRC), timeout=300, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[false, true, true]"

@@ -27,6 +27,22 @@ def threads(n):
         _runtime._pop_override(state)
 
 
+def openmp_runtime():
+    """The OpenMP library the kernels run on (Linux: from /proc/self/maps), or None.
+
+    When torch was imported first, cygrad's extensions bind to torch's bundled libgomp:
+    the two then share one runtime, so torch.set_num_threads(n) limits cygrad's kernels
+    too (as a threadpoolctl limit does), and OpenMP throttles its spinning once torch's
+    threads have run a team. Results are unchanged; for timing, run each library in its
+    own process."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libgomp" in line or "libomp" in line}
+    except OSError:
+        return None
+    return sorted(paths)[0] if paths else None
+
+
 def config():
     """The build and run-time configuration as a dict."""
     from cygrad import __version__
@@ -43,6 +59,7 @@ def config():
         "cpu_count": os.cpu_count(),
         "malloc": _malloc.status,
         "adaptive_threads": _runtime.adaptive_threads()[0],
+        "openmp_runtime": openmp_runtime(),
     }
 
 
@@ -57,6 +74,9 @@ def show_config(file=None):
         f"  isa           {c['isa']} (supported: {', '.join(c['isa_supported'])})",
         f"  threads       {c['num_threads']} (of {c['cpu_count']} CPUs)",
         f"  malloc        {c['malloc']}",
+        f"  openmp lib    {c['openmp_runtime'] or '-'}"
+        + ("  (torch's: torch.set_num_threads limits cygrad too)"
+           if c['openmp_runtime'] and "torch" in c['openmp_runtime'] else ""),
         f"  contention    {'team capped at the CPUs other processes leave free' if c['adaptive_threads'] else 'off (CYGRAD_ADAPTIVE_THREADS=0)'}",
     ]
     print("\n".join(lines), file=file or sys.stdout)

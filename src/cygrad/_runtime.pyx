@@ -124,6 +124,13 @@ def openmp_enabled():
     return bool(CG_HAVE_OPENMP)
 
 
+def effective_threads():
+    """The team a kernel called now from this thread would get: get_num_threads() capped
+    by OpenMP's own limit (threadpoolctl, or torch.set_num_threads when torch shares the
+    OpenMP runtime) and by the CPUs other processes leave free."""
+    return int(num_threads())
+
+
 def adaptive_threads():
     """(on, CPUs we may use, CPUs other processes leave free now): the team of a kernel is
     capped at the free CPUs when on (CYGRAD_ADAPTIVE_THREADS=0 turns it off)."""

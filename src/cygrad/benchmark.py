@@ -2,12 +2,13 @@
 
 `python -m cygrad bench` runs this. Every implementation trains the same model from
 the same initial weights on the same batches with the same loss (cross-entropy) and
-optimizer (Adam, lr 1e-3), in one process, side by side; figures are images/s,
-median of repeats after warm-up.
+optimizer (Adam, lr 1e-3), each in its own worker process, in alternating blocks after
+a settle pause; figures are images/s, the median of the timed runs after warm-up.
 """
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import time
 
@@ -106,7 +107,7 @@ def _torch_impl(model_name, state_dict, threads):
 
 
 def _throughput(fn, data, batch, steps, repeats, warmup):
-    """Median images/s of `repeats` timed runs of `steps` calls, after `warmup` calls."""
+    """images/s of each of `repeats` timed runs of `steps` calls, after `warmup` calls."""
     for i in range(warmup):
         fn(*data[i % len(data)])
     if steps is None:  # aim at ~0.25 s per repeat
@@ -119,59 +120,101 @@ def _throughput(fn, data, batch, steps, repeats, warmup):
         for i in range(steps):
             fn(*data[i % len(data)])
         rates.append(batch * steps / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return rates
 
 
 def run(models=MODELS, batch_sizes=(32, 64, 256), threads=(1, 2), steps=None, repeats=5,
-        warmup=5, impls=IMPLS, progress=True, seed=0):
+        warmup=5, impls=IMPLS, progress=True, seed=0, rounds=2, settle=0.3):
     """Measure every (model, batch, threads) cell; returns a list of row dicts.
-    steps (None: ~0.25 s per repeat), repeats and every batch size and thread count must
-    be positive integers (ValueError otherwise)."""
+
+    Each implementation runs in its own worker process (python -m cygrad.benchmark),
+    `rounds` times in alternating blocks after a `settle` pause, and the figure is the
+    median over all its timed runs: in one process cygrad and torch would share torch's
+    OpenMP runtime and slow each other (see cygrad._config.openmp_runtime).
+    steps (None: ~0.25 s per repeat), repeats, rounds and every batch size and thread
+    count must be positive integers (ValueError otherwise).
+    """
     for name, values in (("batch_sizes", batch_sizes), ("threads", threads),
                          ("steps", () if steps is None else (steps,)), ("repeats", (repeats,)),
-                         ("warmup", (warmup + 1,))):
+                         ("warmup", (warmup + 1,)), ("rounds", (rounds,))):
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"bench: {name} must be positive integers, got {v!r}")
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-    impls = [i for i in impls if i != "torch" or have_torch]
+    import importlib.util
+    impls = [i for i in impls if i != "torch" or importlib.util.find_spec("torch")]
     cells = [(m, b, t) for m in models for b in batch_sizes for t in threads]
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(cells) * len(impls) * 2, desc="cygrad bench", unit="run", leave=False)
+        bar = tqdm(total=len(cells) * len(impls) * rounds, desc="cygrad bench", unit="block",
+                   leave=False)
     rows = []
     for model_name, batch, nt in cells:
-        data = batches(model_name, batch)
+        rates = {(impl, mode): [] for impl in impls for mode in ("train", "eval")}
+        for _ in range(rounds):
+            for impl in impls:
+                if bar is not None:
+                    bar.set_postfix_str(f"{model_name} b{batch} {nt}t {impl}")
+                time.sleep(settle)  # let the previous runtime's spinning threads go idle
+                spec = dict(impl=impl, model=model_name, batch=batch, threads=nt, steps=steps,
+                            # the reference backend is slow: fewer repeats
+                            repeats=repeats if impl != "reference" else max(1, min(repeats, 3)),
+                            warmup=warmup if impl != "reference" else 1, seed=seed)
+                for mode, values in _in_worker(spec).items():
+                    rates[impl, mode] += values
+                if bar is not None:
+                    bar.update()
         row = {"model": model_name, "batch": batch, "threads": nt}
-        state = None
-        for impl in impls:
-            if impl == "torch":
-                train_step, predict, limit = _torch_impl(model_name, state, nt)
-            else:
-                model, train_step, predict, limit = _cygrad_impl(
-                    model_name, "kernels" if impl == "cygrad" else "reference", nt, seed)
-                if state is None:
-                    state = {k: np.array(v) for k, v in model.state_dict().items()}
-            # the reference backend is slow: fewer repeats
-            reps = repeats if impl != "reference" else max(1, min(repeats, 3))
-            time.sleep(0.3)  # let the previous runtime's spinning threads go idle (OpenBLAS spins ~0.1 s)
-            with limit():
-                for mode, fn in (("train", train_step), ("eval", lambda x, y: predict(x))):
-                    if bar is not None:
-                        bar.set_postfix_str(f"{model_name} b{batch} {nt}t {impl} {mode}")
-                    row[f"{impl}_{mode}"] = _throughput(fn, data, batch, steps, reps,
-                                                        warmup if impl != "reference" else 1)
-                    if bar is not None:
-                        bar.update()
+        row.update({f"{impl}_{mode}": statistics.median(v) for (impl, mode), v in rates.items()})
         rows.append(row)
     if bar is not None:
         bar.close()
     return rows
+
+
+def _in_worker(spec):
+    """{'train': [images/s per timed run], 'eval': [...]} of one implementation, measured
+    in a fresh process (torch: without cygrad's malloc settings, as a torch user runs)."""
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    if spec["impl"] == "torch":
+        env["CYGRAD_MALLOC_TUNING"] = "0"
+    out = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(spec)],
+                         capture_output=True, text=True, env=env, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench worker {spec['impl']} failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# a worker process: torch (when measured) is imported before cygrad, so that it runs on its
+# own OpenMP runtime as a torch user's process does
+_WORKER = """
+import json, sys
+spec = json.loads(sys.argv[1])
+if spec["impl"] == "torch":
+    import torch
+from cygrad.benchmark import _worker
+print(json.dumps(_worker(spec)))
+"""
+
+
+def _worker(spec):
+    """The body of one worker process: time train and eval of one implementation."""
+    impl, model_name, batch, nt = spec["impl"], spec["model"], spec["batch"], spec["threads"]
+    data = batches(model_name, batch)
+    if impl == "torch":
+        cg_model, *_ = _cygrad_impl(model_name, "kernels", nt, spec["seed"])  # the same weights
+        train_step, predict, limit = _torch_impl(model_name, cg_model.state_dict(), nt)
+    else:
+        _, train_step, predict, limit = _cygrad_impl(
+            model_name, "kernels" if impl == "cygrad" else "reference", nt, spec["seed"])
+    result = {}
+    with limit():
+        for mode, fn in (("train", train_step), ("eval", lambda x, y: predict(x))):
+            result[mode] = _throughput(fn, data, batch, spec["steps"], spec["repeats"],
+                                       spec["warmup"])
+    return result
 
 
 def format_table(rows):
@@ -196,8 +239,8 @@ def main(args):
     models = MODELS if args.model == "all" else (args.model,)
     threads = tuple(dict.fromkeys(capped_threads(n) for n in args.threads))  # capped, once each
     impls = IMPLS if not args.no_reference else ("cygrad", "torch")
-    rows = run(models, args.batch_size, threads, steps=args.steps,
-               repeats=args.repeats, impls=impls, progress=not args.no_progress)
+    rows = run(models, args.batch_size, threads, steps=args.steps, repeats=args.repeats,
+               impls=impls, progress=not args.no_progress, rounds=args.rounds)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
@@ -225,9 +268,13 @@ def add_parser(sub):
                    help="comma-separated thread counts (default 1,2; at most the CPU count)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="steps per timed repeat (default: ~0.25 s)")
-    p.add_argument("--repeats", type=positive_int, default=5)
+    p.add_argument("--repeats", type=positive_int, default=5,
+                   help="timed runs per block")
+    p.add_argument("--rounds", type=positive_int, default=2,
+                   help="blocks per implementation, alternating, each in its own process")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--no-reference", action="store_true", help="skip the (slow) NumPy reference backend")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
     return p
+
