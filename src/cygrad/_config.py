@@ -77,6 +77,7 @@ def show_config(file=None):
         f"  openmp lib    {c['openmp_runtime'] or '-'}"
         + ("  (torch's: torch.set_num_threads limits cygrad too)"
            if c['openmp_runtime'] and "torch" in c['openmp_runtime'] else ""),
-        f"  contention    {'team capped at the CPUs other processes leave free' if c['adaptive_threads'] else 'off (CYGRAD_ADAPTIVE_THREADS=0)'}",
+        "  contention    " + ("team capped at the CPUs other processes leave free"
+                              if c["adaptive_threads"] else "off (CYGRAD_ADAPTIVE_THREADS=0)"),
     ]
     print("\n".join(lines), file=file or sys.stdout)

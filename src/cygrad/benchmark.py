@@ -222,7 +222,8 @@ def format_table(rows):
     out = []
     for mode in ("train", "eval"):
         out.append(f"\n{mode} (images/s, median)\n")
-        out.append("| model | batch | threads | cygrad | reference | torch | cygrad/torch | cygrad/reference |")
+        out.append("| model | batch | threads | cygrad | reference | torch | cygrad/torch "
+                   "| cygrad/reference |")
         out.append("|---|---|---|---|---|---|---|---|")
         for r in rows:
             c, ref, t = r.get(f"cygrad_{mode}"), r.get(f"reference_{mode}"), r.get(f"torch_{mode}")
@@ -277,4 +278,3 @@ def add_parser(sub):
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=main)
     return p
-

@@ -89,8 +89,9 @@ class EarlyStopping(Callback):
     numbered in the history (1-based). A monitored value that is missing or None (e.g.
     val_loss without a val_loader) raises ValueError; a NaN never counts as improvement.
     The state, the best weights included, is saved in fit's checkpoints (the weights as a
-    plain array beside the model's). The checkpoint's own parameters stay the last epoch's (what a resume continues from): the
-    restore changes the model in memory; cg.save it to keep the best weights in a file.
+    plain array beside the model's). The checkpoint's own parameters stay the last
+    epoch's (what a resume continues from): the restore changes the model in memory;
+    cg.save it to keep the best weights in a file.
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",

@@ -4,8 +4,9 @@ Each call runs the active backend's forward kernel and, when an input requires a
 gradient (and grad mode is on), records ONE graph node whose backward is the
 backend's `*_backward` kernel (for the losses: the gradient the fused kernel computed
 with the loss). Inputs may be Tensors or ndarrays; results are Tensors. Signatures
-and defaults are torch's; options cygrad cannot compute (groups, ceil_mode, class
-weights, ...) raise NotImplementedError rather than being ignored.
+and defaults are torch's; options cygrad cannot compute (pooling dilation, a gradient
+with respect to a loss's target, ...) raise UnsupportedError (a NotImplementedError)
+rather than being ignored.
 """
 import warnings
 
@@ -17,8 +18,8 @@ from cygrad.autograd import is_grad_enabled as _grad_on
 from cygrad.tensor import Tensor, _unbroadcast, record, wrap
 from cygrad.nn import init
 
-__all__ = ["UnsupportedError", "linear", "conv2d", "batch_norm", "max_pool2d", "avg_pool2d", "relu",
-           "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "cross_entropy",
+__all__ = ["UnsupportedError", "linear", "conv2d", "batch_norm", "max_pool2d", "avg_pool2d",
+           "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout", "cross_entropy",
            "nll_loss", "mse_loss", "l1_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "flatten"]
 
